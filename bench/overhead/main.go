@@ -1,0 +1,332 @@
+// Command overhead measures the latency easel adds on top of a Gradio
+// backend. It starts the faithful Gradio fake on loopback, starts a real
+// easel binary wired to it, and drives the same image requests at several
+// concurrency levels two ways: straight at the fake with easel's own Gradio
+// client (the "direct" baseline: join, stream, download), and through
+// easel's OpenAI endpoint (POST /v1/images/generations). It prints p50, p99
+// and requests per second for both, the added latency, and easel's peak RSS.
+//
+// Everything runs on 127.0.0.1 and every loop is bounded by -duration.
+//
+//	go run ./bench/overhead -levels 1,50,500 -duration 10s
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/gradio"
+	"github.com/easelgw/easel/internal/provider/gradio/gradiotest"
+)
+
+func main() {
+	levels := flag.String("levels", "1,50,500", "comma-separated client concurrency levels")
+	duration := flag.Duration("duration", 10*time.Second, "measuring time per level and path")
+	warmup := flag.Duration("warmup", time.Second, "unmeasured time before each run")
+	size := flag.Int("size", 512, "square image side asked of the backend")
+	format := flag.String("format", "url", "response_format through easel: url or b64_json")
+	bin := flag.String("easel", "", "path to an easel binary (default: build ./cmd/easel)")
+	flag.Parse()
+
+	if err := run(*levels, *duration, *warmup, *size, *format, *bin); err != nil {
+		fmt.Fprintln(os.Stderr, "overhead:", err)
+		os.Exit(1)
+	}
+}
+
+func run(levelList string, duration, warmup time.Duration, side int, format, bin string) error {
+	var levels []int
+	for _, f := range strings.Split(levelList, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c < 1 || c > 5000 {
+			return fmt.Errorf("bad concurrency level %q", f)
+		}
+		levels = append(levels, c)
+	}
+	tmp, err := os.MkdirTemp("", "easel-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	if bin == "" {
+		bin = filepath.Join(tmp, "easel")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/easel")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			return fmt.Errorf("building easel: %w", err)
+		}
+	}
+
+	fake, err := gradiotest.Start("127.0.0.1:0", gradiotest.Options{
+		Endpoints:   gradiotest.ZImageTurbo(gradiotest.Behavior{Steps: 1}),
+		Concurrency: 10000,
+		NoRecord:    true,
+	})
+	if err != nil {
+		return fmt.Errorf("starting the Gradio fake: %w", err)
+	}
+	defer fake.Close()
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfgPath := filepath.Join(tmp, "easel.yaml")
+	cfg := fmt.Sprintf(`listen: %q
+data_dir: %q
+log:
+  level: error
+backends:
+  - name: bench
+    type: gradio
+    preset: z-image-turbo-mrfakename
+    concurrency: 1000
+    max_queue: 100000
+    gradio:
+      space: %q
+models:
+  - id: bench
+    backends: [bench]
+`, addr, filepath.Join(tmp, "data"), fake.URL)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = append(os.Environ(), "EASEL_API_KEYS=", "GOMAXPROCS=2")
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting easel: %w", err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	}()
+	base := "http://" + addr
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        20000,
+		MaxIdleConnsPerHost: 20000,
+		IdleConnTimeout:     time.Minute,
+	}}
+	if err := waitHealthy(client, base+"/healthz", 30*time.Second); err != nil {
+		return err
+	}
+
+	direct, err := gradio.New("direct", gradio.Config{
+		Space:   fake.URL,
+		APIName: "/generate_image",
+		Inputs: []gradio.Input{
+			{From: "prompt"}, {From: "height"}, {From: "width"},
+			{From: "steps", Default: 9}, {From: "seed", Default: 42}, {From: "randomize_seed"},
+		},
+		Output: gradio.Output{Index: ptr(0), Kind: "image", SeedIndex: ptr(1)},
+	}, gradio.Options{HTTPClient: client, UserAgent: "easel-bench"})
+	if err != nil {
+		return fmt.Errorf("direct client: %w", err)
+	}
+
+	directCall := func(ctx context.Context) error {
+		seed := rand.Int64N(1 << 40)
+		_, err := direct.Generate(ctx, &provider.Request{
+			Kind: provider.KindGenerate, Prompt: "a lighthouse at dusk", N: 1,
+			Width: side, Height: side, Seed: &seed,
+		}, func(provider.Event) {})
+		return err
+	}
+	easelCall := func(ctx context.Context) error {
+		seed := rand.Int64N(1 << 40)
+		body, _ := json.Marshal(map[string]any{
+			"model": "bench", "prompt": "a lighthouse at dusk",
+			"size": fmt.Sprintf("%dx%d", side, side), "seed": seed, "response_format": format,
+		})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/images/generations", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 300)]))
+		}
+		return nil
+	}
+
+	fmt.Printf("easel overhead benchmark: %dx%d PNG, response_format=%s, %s per run, GOMAXPROCS=2 for easel, %d CPUs\n\n",
+		side, side, format, duration, numCPU())
+	fmt.Println("| clients | direct p50 | easel p50 | added p50 | ratio p50 | direct p99 | easel p99 | direct req/s | easel req/s | errors (d/e) |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, c := range levels {
+		d := load(c, warmup, duration, directCall)
+		e := load(c, warmup, duration, easelCall)
+		fmt.Printf("| %d | %s | %s | %s | %.2f× | %s | %s | %.0f | %.0f | %d/%d |\n",
+			c, ms(d.p(50)), ms(e.p(50)), ms(e.p(50)-d.p(50)), float64(e.p(50))/float64(d.p(50)),
+			ms(d.p(99)), ms(e.p(99)), d.rps, e.rps, d.errors, e.errors)
+		if e.firstErr != nil {
+			fmt.Fprintln(os.Stderr, "first easel error:", e.firstErr)
+		}
+		if d.firstErr != nil {
+			fmt.Fprintln(os.Stderr, "first direct error:", d.firstErr)
+		}
+	}
+	peak, err := peakRSS(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\neasel peak RSS: %.1f MiB\n", float64(peak)/(1<<20))
+	return nil
+}
+
+type stats struct {
+	lat      []time.Duration
+	rps      float64
+	errors   int
+	firstErr error
+}
+
+func (s stats) p(q float64) time.Duration {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	i := int(float64(len(s.lat)-1) * q / 100)
+	return s.lat[i]
+}
+
+// load runs c closed-loop workers for warmup+d and records the latencies of
+// the calls that started after the warmup.
+func load(c int, warmup, d time.Duration, call func(context.Context) error) stats {
+	ctx, cancel := context.WithTimeout(context.Background(), warmup+d+2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	measureFrom := start.Add(warmup)
+	stopAt := measureFrom.Add(d)
+	var (
+		mu  sync.Mutex
+		out stats
+		wg  sync.WaitGroup
+	)
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			var errs int
+			var first error
+			for {
+				t0 := time.Now()
+				if !t0.Before(stopAt) {
+					break
+				}
+				err := call(ctx)
+				el := time.Since(t0)
+				if t0.Before(measureFrom) {
+					continue
+				}
+				if err != nil {
+					errs++
+					if first == nil {
+						first = err
+					}
+					continue
+				}
+				local = append(local, el)
+			}
+			mu.Lock()
+			out.lat = append(out.lat, local...)
+			out.errors += errs
+			if out.firstErr == nil {
+				out.firstErr = first
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(out.lat)
+	out.rps = float64(len(out.lat)) / d.Seconds()
+	return out
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }
+
+func ptr[T any](v T) *T { return &v }
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitHealthy(c *http.Client, url string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("easel did not become healthy in time")
+}
+
+// peakRSS reads the kernel's high-water mark of the process's resident set.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("VmHWM not found")
+}
+
+func numCPU() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "processor\t:")
+}

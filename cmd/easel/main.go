@@ -1,0 +1,34 @@
+// Command easel is an OpenAI-compatible Images API gateway over
+// image-generation backends. See "easel --help".
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/easelgw/easel/internal/cli"
+)
+
+// version is set at build time:
+//
+//	go build -ldflags "-X main.version=v1.2.3" ./cmd/easel
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal starts a graceful shutdown, restore the
+		// default handling so a second Ctrl-C ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	err := cli.NewRoot(cli.Options{Version: version}).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "easel:", err)
+		os.Exit(cli.ExitCode(err))
+	}
+}

@@ -1,0 +1,181 @@
+// Package local is the blob.Bucket of the embedded single-node mode: files
+// in a directory on the local disk. Objects are content-addressed, written
+// atomically (temp file, fsync, rename) and read through an os.Root, so no
+// key, however crafted, can reach a file outside the directory.
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/easelgw/easel/internal/blob"
+)
+
+// Bucket stores objects under dir/<k[0:2]>/<k[2:4]>/<key>: the fan-out
+// keeps directories small when millions of images accumulate.
+type Bucket struct {
+	root *os.Root
+}
+
+var _ blob.Bucket = (*Bucket)(nil)
+
+// keyPattern is the only key shape this bucket ever produces or opens.
+var keyPattern = regexp.MustCompile(`^[0-9a-f]{64}\.(png|jpg|webp|gif)$`)
+
+// exts maps stored MIME types to key extensions, and back.
+var exts = map[string]string{
+	"image/png":  "png",
+	"image/jpeg": "jpg",
+	"image/webp": "webp",
+	"image/gif":  "gif",
+}
+
+// New opens (creating if needed) a bucket in dir.
+func New(dir string) (*Bucket, error) {
+	if dir == "" {
+		return nil, errors.New("blob directory is empty")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating blob directory: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening blob directory: %w", err)
+	}
+	return &Bucket{root: root}, nil
+}
+
+// Close releases the directory handle.
+func (b *Bucket) Close() error { return b.root.Close() }
+
+// objectPath is the key's path inside the root; key must be valid.
+func objectPath(key string) string {
+	return path.Join(key[0:2], key[2:4], key)
+}
+
+// Put stores data under its content address. Writing the same bytes again
+// is a no-op; concurrent writers of the same bytes are safe because each
+// writes its own temp file and the rename is atomic.
+func (b *Bucket) Put(ctx context.Context, data []byte, mime string) (string, error) {
+	ext, ok := exts[mime]
+	if !ok {
+		return "", fmt.Errorf("storing blob: unsupported type %q", mime)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("storing blob: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	key := hex.EncodeToString(sum[:]) + "." + ext
+	p := objectPath(key)
+	if fi, err := b.root.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
+		return key, nil
+	}
+	dir := path.Dir(p)
+	if err := b.root.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("storing blob: creating %s: %w", dir, err)
+	}
+	if err := b.writeAtomic(dir, p, data); err != nil {
+		return "", fmt.Errorf("storing blob %s: %w", key, err)
+	}
+	return key, nil
+}
+
+// writeAtomic writes data to a temp file beside final, syncs it and renames
+// it into place, removing the temp file on any failure.
+func (b *Bucket) writeAtomic(dir, final string, data []byte) (err error) {
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:]))
+	f, err := b.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return fmt.Errorf("creating temp file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = b.root.Remove(tmp)
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("writing: %w", err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("syncing: %w", err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("closing: %w", err)
+	}
+	if err = b.root.Rename(tmp, final); err != nil {
+		return fmt.Errorf("renaming into place: %w", err)
+	}
+	// Make the rename itself durable; a failure here leaves a complete
+	// object, so it is not reported.
+	if d, derr := b.root.Open(dir); derr == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return nil
+}
+
+// Get opens a stored object. Any key this bucket could not have produced
+// is ErrNotFound.
+func (b *Bucket) Get(ctx context.Context, key string) (blob.ReadSeekCloser, blob.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, blob.Info{}, err
+	}
+	if !keyPattern.MatchString(key) {
+		return nil, blob.Info{}, blob.ErrNotFound
+	}
+	f, err := b.root.Open(objectPath(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, blob.Info{}, blob.ErrNotFound
+	}
+	if err != nil {
+		return nil, blob.Info{}, fmt.Errorf("opening blob %s: %w", key, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, blob.Info{}, fmt.Errorf("reading blob %s: %w", key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, blob.Info{}, blob.ErrNotFound
+	}
+	return f, blob.Info{Key: key, Size: fi.Size(), MIME: mimeOf(key), Modified: fi.ModTime()}, nil
+}
+
+// Delete removes an object; a missing object is not an error, but a key
+// this bucket could not have produced is ErrNotFound.
+func (b *Bucket) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !keyPattern.MatchString(key) {
+		return blob.ErrNotFound
+	}
+	err := b.root.Remove(objectPath(key))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("deleting blob %s: %w", key, err)
+	}
+	return nil
+}
+
+func mimeOf(key string) string {
+	ext := key[strings.LastIndexByte(key, '.')+1:]
+	for m, e := range exts {
+		if e == ext {
+			return m
+		}
+	}
+	return ""
+}

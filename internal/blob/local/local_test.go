@@ -1,0 +1,237 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/easelgw/easel/internal/blob"
+)
+
+func newBucket(t *testing.T) (*Bucket, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "blobs")
+	b, err := New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b, dir
+}
+
+func readAll(t *testing.T, b *Bucket, key string) ([]byte, blob.Info) {
+	t.Helper()
+	rc, info, err := b.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, info
+}
+
+// listFiles returns every regular file under dir, relative.
+func listFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestPutGetDelete(t *testing.T) {
+	t.Parallel()
+	b, dir := newBucket(t)
+	ctx := context.Background()
+	data := []byte("\x89PNG\r\n\x1a\nnot really a png but bytes")
+	key, err := b.Put(ctx, data, "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	want := hex.EncodeToString(sum[:]) + ".png"
+	if key != want {
+		t.Fatalf("key = %s, want %s", key, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, key[0:2], key[2:4], key)); err != nil {
+		t.Fatalf("object not in fan-out path: %v", err)
+	}
+	got, info := readAll(t, b, key)
+	if !bytes.Equal(got, data) {
+		t.Fatal("Get returned other bytes")
+	}
+	if info.Key != key || info.Size != int64(len(data)) || info.MIME != "image/png" || info.Modified.IsZero() {
+		t.Fatalf("info = %+v", info)
+	}
+	if err := b.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Get(ctx, key); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v", err)
+	}
+	if err := b.Delete(ctx, key); err != nil {
+		t.Fatalf("second Delete: %v", err)
+	}
+}
+
+func TestExtensions(t *testing.T) {
+	t.Parallel()
+	b, _ := newBucket(t)
+	for mime, ext := range map[string]string{"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"} {
+		key, err := b.Put(context.Background(), []byte(mime), mime)
+		if err != nil || !strings.HasSuffix(key, ext) {
+			t.Fatalf("%s: key %q err %v", mime, key, err)
+		}
+		if _, info := readAll(t, b, key); info.MIME != mime {
+			t.Fatalf("%s: Get MIME %q", mime, info.MIME)
+		}
+	}
+	if _, err := b.Put(context.Background(), []byte("x"), "text/html"); err == nil {
+		t.Fatal("text/html accepted")
+	}
+}
+
+func TestIdempotent(t *testing.T) {
+	t.Parallel()
+	b, dir := newBucket(t)
+	data := []byte("same bytes")
+	k1, err := b.Put(context.Background(), data, "image/webp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := b.Put(context.Background(), data, "image/webp")
+	if err != nil || k1 != k2 {
+		t.Fatalf("second Put: %q %v", k2, err)
+	}
+	if files := listFiles(t, dir); len(files) != 1 {
+		t.Fatalf("files = %v", files)
+	}
+}
+
+func TestConcurrentSamePut(t *testing.T) {
+	t.Parallel()
+	b, dir := newBucket(t)
+	data := bytes.Repeat([]byte("concurrent "), 10000)
+	var wg sync.WaitGroup
+	keys := make([]string, 16)
+	for i := range keys {
+		wg.Go(func() {
+			k, err := b.Put(context.Background(), data, "image/png")
+			if err != nil {
+				t.Errorf("Put: %v", err)
+			}
+			keys[i] = k
+		})
+	}
+	wg.Wait()
+	for _, k := range keys {
+		if k != keys[0] {
+			t.Fatalf("keys differ: %v", keys)
+		}
+	}
+	got, _ := readAll(t, b, keys[0])
+	if !bytes.Equal(got, data) {
+		t.Fatal("stored bytes differ")
+	}
+	if files := listFiles(t, dir); len(files) != 1 {
+		t.Fatalf("files = %v (temp files left?)", files)
+	}
+}
+
+func TestBadKeysRefused(t *testing.T) {
+	t.Parallel()
+	b, dir := newBucket(t)
+	// A secret beside the bucket that a traversal would reach.
+	if err := os.WriteFile(filepath.Join(filepath.Dir(dir), "secret.png"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hex64 := strings.Repeat("a", 64)
+	for _, key := range []string{
+		"", "../secret.png", "../../etc/passwd", "/etc/passwd", "..", ".",
+		hex64 + ".exe", hex64 + ".PNG", strings.ToUpper(hex64) + ".png",
+		hex64[:63] + ".png", hex64 + "a.png", hex64 + ".png/..", "aa/aa/" + hex64 + ".png",
+		hex64 + ".png\x00", "..%2fsecret.png", hex64 + ".png ",
+	} {
+		if _, _, err := b.Get(context.Background(), key); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("Get(%q): err = %v, want ErrNotFound", key, err)
+		}
+		if err := b.Delete(context.Background(), key); !errors.Is(err, blob.ErrNotFound) {
+			t.Errorf("Delete(%q): err = %v, want ErrNotFound", key, err)
+		}
+	}
+}
+
+// TestSymlinkEscapeRefused: even a valid-looking key whose fan-out
+// directory is a symlink out of the bucket cannot be read.
+func TestSymlinkEscapeRefused(t *testing.T) {
+	t.Parallel()
+	b, dir := newBucket(t)
+	outside := t.TempDir()
+	key := strings.Repeat("b", 64) + ".png"
+	if err := os.MkdirAll(filepath.Join(outside, "bb"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "bb", key), []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "bb")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Get(context.Background(), key); err == nil {
+		t.Fatal("read a file outside the bucket through a symlink")
+	}
+}
+
+func TestNoTempFileAfterError(t *testing.T) {
+	t.Parallel()
+	b, dir := newBucket(t)
+	data := []byte("will not fit")
+	sum := sha256.Sum256(data)
+	key := hex.EncodeToString(sum[:]) + ".png"
+	// A directory squatting on the final name makes the rename fail.
+	if err := os.MkdirAll(filepath.Join(dir, key[0:2], key[2:4], key, "x"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(context.Background(), data, "image/png"); err == nil {
+		t.Fatal("Put over a directory succeeded")
+	}
+	if files := listFiles(t, dir); len(files) != 0 {
+		t.Fatalf("files left after failed Put: %v", files)
+	}
+}
+
+func TestCanceledContext(t *testing.T) {
+	t.Parallel()
+	b, dir := newBucket(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Put(ctx, []byte("x"), "image/png"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put err = %v", err)
+	}
+	if files := listFiles(t, dir); len(files) != 0 {
+		t.Fatalf("files = %v", files)
+	}
+}

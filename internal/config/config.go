@@ -1,0 +1,265 @@
+// Package config holds easel's typed configuration: built-in defaults and
+// presets, loading from a YAML file with an environment overlay for
+// secrets and deployment settings, validation that reports every problem at
+// once, and a redacted dump for operators.
+//
+// Secrets never come from the YAML file: API keys, Hugging Face tokens and
+// the URL signing key are read from environment variables named here, so a
+// config file can be committed and shared.
+package config
+
+import (
+	"time"
+
+	"github.com/easelgw/easel/internal/provider/gradio"
+)
+
+// Defaults for the top-level settings. They are the values of Default() and
+// the starting point of Load before the file and the environment apply.
+const (
+	DefaultListen            = "127.0.0.1:8080"
+	DefaultDataDir           = "./easel-data"
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "text"
+	DefaultKeysEnv           = "EASEL_API_KEYS"
+	DefaultTokenEnv          = "HF_TOKEN"
+	DefaultResponseFormat    = "b64_json"
+	DefaultURLTTL            = time.Hour
+	MaxURLTTL                = 168 * time.Hour
+	DefaultJobTimeout        = 300 * time.Second
+	DefaultMaxN              = 10
+	DefaultMaxPromptChars    = 32000
+	DefaultMaxPixels         = 40_000_000
+	DefaultBackendMaxQueue   = 100
+	DefaultGradioConcurrency = 1
+	// MinAPIKeyLength is the shortest API key accepted.
+	MinAPIKeyLength = 20
+)
+
+const (
+	// minAPIKeyDistinctCharacters rejects long but repetitive keys
+	// ("sk-1234sk-1234sk-1234").
+	minAPIKeyDistinctCharacters = 8
+	minSigningKeyBytes          = 32
+	backendTypeGradio           = "gradio"
+	defaultModelID              = "z-image-turbo"
+	defaultModelDescription     = "Z-Image-Turbo (6B, 8-step distilled) on free Hugging Face Spaces"
+)
+
+// Environment variables read by Load (besides the ones a config names, such
+// as auth.keys_env and each gradio backend's token_env).
+const (
+	EnvListen      = "EASEL_LISTEN"
+	EnvPublicURL   = "EASEL_PUBLIC_URL"
+	EnvTrustProxy  = "EASEL_TRUST_PROXY"
+	EnvDataDir     = "EASEL_DATA_DIR"
+	EnvLogLevel    = "EASEL_LOG_LEVEL"
+	EnvLogFormat   = "EASEL_LOG_FORMAT"
+	EnvCORSOrigins = "EASEL_CORS_ORIGINS"
+	EnvSigningKey  = "EASEL_SIGNING_KEY"
+)
+
+// Config is easel's whole configuration. The zero value is not useful; start
+// from Default() or Load.
+type Config struct {
+	// Listen is the TCP address the HTTP server binds, host:port. Without
+	// API keys only a loopback host is allowed. Env EASEL_LISTEN.
+	Listen string `yaml:"listen"`
+	// PublicURL is the absolute base URL (scheme://host[:port][/prefix])
+	// clients reach easel at, used to build result links. Empty derives it
+	// from each request's Host (and, with TrustProxy, X-Forwarded-*).
+	// Env EASEL_PUBLIC_URL.
+	PublicURL string `yaml:"public_url,omitempty"`
+	// TrustProxy makes easel believe X-Forwarded-For/-Proto/-Host from the
+	// peer; enable only behind a reverse proxy that sets them.
+	// Env EASEL_TRUST_PROXY (true/false).
+	TrustProxy bool `yaml:"trust_proxy,omitempty"`
+	// DataDir holds easel's files: result images in DataDir/blobs and, when
+	// EASEL_SIGNING_KEY is unset, the URL signing key in DataDir/signing.key.
+	// Env EASEL_DATA_DIR.
+	DataDir string `yaml:"data_dir"`
+	// Log sets the process log output.
+	Log LogConfig `yaml:"log"`
+	// Auth sets client authentication.
+	Auth AuthConfig `yaml:"auth"`
+	// CORS sets which browser origins may call the API.
+	CORS CORSConfig `yaml:"cors,omitempty"`
+	// Images sets limits and defaults of the image endpoints.
+	Images ImagesConfig `yaml:"images"`
+	// Backends are the upstreams that draw images. When a file defines
+	// neither backends nor models, the built-in ones of Default() are used.
+	Backends []Backend `yaml:"backends"`
+	// Models are the public model ids clients ask for, each served by one
+	// or more backends in failover order. The first model is the default.
+	Models []Model `yaml:"models"`
+
+	// SigningKey is the raw value of EASEL_SIGNING_KEY (hex or base64 of at
+	// least 32 bytes); empty means the key file in DataDir. Never in YAML.
+	SigningKey string `yaml:"-"`
+}
+
+// LogConfig sets the process log output.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info. Env EASEL_LOG_LEVEL.
+	Level string `yaml:"level"`
+	// Format is text (human) or json (one object a line). Default text.
+	// Env EASEL_LOG_FORMAT.
+	Format string `yaml:"format"`
+}
+
+// AuthConfig sets client authentication. Keys come only from the
+// environment so a config file never holds one.
+type AuthConfig struct {
+	// KeysEnv names the environment variable holding the accepted API keys,
+	// comma-separated. Default EASEL_API_KEYS. With no key set, easel serves
+	// without authentication and only on a loopback address.
+	KeysEnv string `yaml:"keys_env"`
+	// Keys are the accepted keys, read from KeysEnv at load.
+	Keys []string `yaml:"-"`
+}
+
+// CORSConfig sets cross-origin access for browsers.
+type CORSConfig struct {
+	// AllowedOrigins lists origins ("https://app.example") allowed to call
+	// the API from a browser; each is echoed exactly, never "null". "*"
+	// allows any origin and is refused when API keys are set. Empty (the
+	// default) sends no CORS headers. Env EASEL_CORS_ORIGINS (comma list).
+	AllowedOrigins []string `yaml:"allowed_origins,omitempty"`
+}
+
+// ImagesConfig sets limits and defaults of the image endpoints.
+type ImagesConfig struct {
+	// DefaultResponseFormat is used when a request names none: b64_json
+	// (what most clients read) or url. Default b64_json.
+	DefaultResponseFormat string `yaml:"default_response_format"`
+	// URLTTL is how long a signed result URL stays valid. Default 1h,
+	// at most 168h.
+	URLTTL time.Duration `yaml:"url_ttl"`
+	// Stagger delays the start of each further image of one n>1 request by
+	// this much, to spread load on a shared backend. Default 0.
+	Stagger time.Duration `yaml:"stagger"`
+	// JobTimeout bounds one job from acceptance to its last image, queue
+	// wait included. Default 300s.
+	JobTimeout time.Duration `yaml:"job_timeout"`
+	// MaxN is the largest n one request may ask for. Default 10.
+	MaxN int `yaml:"max_n"`
+	// MaxPromptChars is the longest prompt accepted, in characters.
+	// Default 32000.
+	MaxPromptChars int `yaml:"max_prompt_chars"`
+	// MaxPixels caps width*height of a requested or input image.
+	// Default 40000000.
+	MaxPixels int `yaml:"max_pixels"`
+}
+
+// Backend is one upstream that draws images.
+type Backend struct {
+	// Name identifies the backend in models, logs and metrics; lowercase
+	// letters, digits, '.', '_' and '-'.
+	Name string `yaml:"name"`
+	// Type is the backend kind; "gradio" is the only one so far. May be
+	// left empty when Preset is set.
+	Type string `yaml:"type,omitempty"`
+	// Preset fills this backend from a built-in preset (see Presets);
+	// fields set here override the preset's, a zero value inherits it.
+	Preset string `yaml:"preset,omitempty"`
+	// Concurrency is how many jobs easel runs on the backend at once; more
+	// wait in easel's queue. Default 1 for gradio (a ZeroGPU Space runs one
+	// job at a time and rejects queued ones).
+	Concurrency int `yaml:"concurrency,omitempty"`
+	// MaxQueue is how many jobs may wait for a slot before new ones are
+	// refused with 503. Default 100.
+	MaxQueue int `yaml:"max_queue,omitempty"`
+	// QueueTimeout bounds the wait for a slot; 0 waits until the job's own
+	// deadline (images.job_timeout).
+	QueueTimeout time.Duration `yaml:"queue_timeout,omitempty"`
+	// Gradio configures a backend of type gradio.
+	Gradio *gradio.Config `yaml:"gradio,omitempty"`
+}
+
+// Model is one public model id.
+type Model struct {
+	// ID is what clients send as "model" and what /v1/models lists.
+	ID string `yaml:"id"`
+	// Aliases are other ids resolving to this model, for clients that hard
+	// code names such as dall-e-3; they are not listed in /v1/models.
+	Aliases []string `yaml:"aliases,omitempty"`
+	// Backends names the backends serving the model, in failover order. A
+	// name that no backend defines but a built-in preset does adds that
+	// preset as a backend.
+	Backends []string `yaml:"backends"`
+	// Description is a short human text for listings and the web UI.
+	Description string `yaml:"description,omitempty"`
+	// Demo marks the model served by the in-process fake of --demo; set
+	// only by WithDemo, never from YAML.
+	Demo bool `yaml:"-"`
+}
+
+// defaults returns the top-level settings without backends or models.
+func defaults() *Config {
+	return &Config{
+		Listen:  DefaultListen,
+		DataDir: DefaultDataDir,
+		Log:     LogConfig{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Auth:    AuthConfig{KeysEnv: DefaultKeysEnv},
+		Images: ImagesConfig{
+			DefaultResponseFormat: DefaultResponseFormat,
+			URLTTL:                DefaultURLTTL,
+			JobTimeout:            DefaultJobTimeout,
+			MaxN:                  DefaultMaxN,
+			MaxPromptChars:        DefaultMaxPromptChars,
+			MaxPixels:             DefaultMaxPixels,
+		},
+	}
+}
+
+// Default is the configuration of `easel serve` without a config file: the
+// top-level defaults, the two Z-Image-Turbo Space presets as backends and
+// one model, z-image-turbo, with aliases for clients that hard code OpenAI
+// model names. Secrets are not resolved (Load does that).
+func Default() *Config {
+	c := defaults()
+	c.Backends, c.Models = defaultBackendsAndModels()
+	c.applyBackendDefaults()
+	return c
+}
+
+func defaultBackendsAndModels() ([]Backend, []Model) {
+	backends := []Backend{
+		{Name: PresetZImageMrfakename, Preset: PresetZImageMrfakename},
+		{Name: PresetZImageTongyi, Preset: PresetZImageTongyi},
+	}
+	models := []Model{{
+		ID:          defaultModelID,
+		Aliases:     []string{"dall-e-3", "dall-e-2", "gpt-image-1", "gpt-image-1.5"},
+		Backends:    []string{PresetZImageMrfakename, PresetZImageTongyi},
+		Description: defaultModelDescription,
+	}}
+	return backends, models
+}
+
+// DemoBackendName and DemoModelID name what WithDemo adds.
+const (
+	DemoBackendName = "demo-z-image"
+	DemoModelID     = "demo-z-image-turbo"
+)
+
+// WithDemo adds the demo backend (a Gradio app at baseURL speaking like the
+// mrfakename Z-Image-Turbo Space) and the demo model, listed first so it is
+// the default model. It keeps the rest of the configuration.
+func (c *Config) WithDemo(baseURL string) {
+	b := Presets()[PresetZImageMrfakename]
+	b.Name = DemoBackendName
+	b.Preset = ""
+	b.Gradio.Space = baseURL
+	// The fake runs in this process: nothing to authenticate against.
+	b.Gradio.TokenEnv = ""
+	b.Gradio.Token = ""
+	b.Concurrency = 2
+	c.Backends = append([]Backend{b}, c.Backends...)
+	c.Models = append([]Model{{
+		ID:          DemoModelID,
+		Backends:    []string{DemoBackendName},
+		Description: "Demo: an in-process fake of a Z-Image-Turbo Space drawing placeholder images (no network)",
+		Demo:        true,
+	}}, c.Models...)
+}
