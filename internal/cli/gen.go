@@ -117,7 +117,16 @@ directory.
 
   # A remote server with a key
   EASEL_URL=https://images.example.com EASEL_API_KEY=... easel gen "a teapot"`,
-		Args: usageArgs(cobra.ExactArgs(1)),
+		Args: func(_ *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return usageErrorf("missing the prompt")
+			case len(args) > 1:
+				return usageErrorf("the prompt must be one argument: quote it (easel gen \"a red fox\"); got %d arguments", len(args))
+			}
+			return nil
+		},
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runGen(cmd, o, f, args[0])
 		},

@@ -586,3 +586,84 @@ func TestAPIBase(t *testing.T) {
 		t.Errorf("dialableListen(::) = %q", got)
 	}
 }
+
+// FuzzReadImageStream feeds arbitrary bytes to the image stream reader and
+// both progress displays: no panic, and every image handed on is decoded
+// base64 from a completed event.
+func FuzzReadImageStream(f *testing.F) {
+	f.Add([]byte("event: image_generation.progress\ndata: {\"type\":\"image_generation.progress\",\"stage\":\"queued\",\"position\":2,\"queue_size\":3}\n\n" +
+		"event: image_generation.progress\ndata: {\"type\":\"image_generation.progress\",\"stage\":\"progress\",\"step\":3,\"total\":9,\"image_index\":1}\n\n" +
+		"event: image_generation.completed\ndata: {\"type\":\"image_generation.completed\",\"b64_json\":\"iVBORw0KGgo=\"}\n\n"))
+	f.Add([]byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"message\":\"x\",\"type\":\"server_error\",\"code\":null}}\n\n"))
+	f.Add([]byte(": keep-alive\r\n\r\ndata: [DONE]\n\n"))
+	f.Add([]byte("data: {\"type\":\"image_edit.progress\",\"stage\":\"progress\",\"progress\":0.5,\"total\":-4,\"step\":99999999999}\n\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, rep := range []reporter{&plainReporter{w: io.Discard, n: 2}, newBarReporter(io.Discard, 3)} {
+			saved := 0
+			err := readImageStream(context.Background(), bytes.NewReader(data), rep, func(img []byte) error {
+				if len(img) == 0 {
+					t.Fatal("an empty image was handed on")
+				}
+				saved++
+				rep.saved("x")
+				return nil
+			})
+			rep.close()
+			if err != nil && saved > 0 && ExitCode(err) == ExitOK {
+				t.Fatalf("error %v with exit code 0", err)
+			}
+		}
+	})
+}
+
+// TestGenEditEndToEnd runs "easel gen -i" against serve with the backend
+// that probe wrote for an image-edit Space: the input must reach the app,
+// which answers with the input's negative at the input's size.
+func TestGenEditEndToEnd(t *testing.T) {
+	t.Parallel()
+	fake := startFake(t, gradiotest.Options{Endpoints: gradiotest.ImageEdit(gradiotest.Behavior{Steps: 3})})
+	path := writeSnippetConfig(t, probeSnippet(t, fake))
+	base, logs, _ := startServe(t, nil, "--config", path, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+
+	dir := t.TempDir()
+	src := image.NewNRGBA(image.Rect(0, 0, 64, 48))
+	for i := range src.Pix {
+		src.Pix[i] = 0xff
+	}
+	var in bytes.Buffer
+	if err := png.Encode(&in, src); err != nil {
+		t.Fatal(err)
+	}
+	inPath := filepath.Join(dir, "white.png")
+	if err := os.WriteFile(inPath, in.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outPath := filepath.Join(dir, "black.png")
+	out, errOut, err := run(t, nil, "gen", "--url", base, "-m", "probed", "-i", inPath, "--progress", "plain", "-o", outPath, "make it black")
+	if err != nil {
+		t.Fatalf("gen -i: %v\n%s\n%s", err, errOut, logs.String())
+	}
+	if out != "saved "+outPath+"\n" {
+		t.Errorf("stdout = %q", out)
+	}
+	data, err := os.ReadFile(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("result is not a PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != 64 || b.Dy() != 48 {
+		t.Errorf("result is %v, want the input's 64x48", b)
+	}
+	if r, g, b, _ := img.At(10, 10).RGBA(); r != 0 || g != 0 || b != 0 {
+		t.Errorf("pixel = %d,%d,%d, want black (the inverted white input)", r>>8, g>>8, b>>8)
+	}
+	if ups := fake.Uploads(); len(ups) != 1 || len(ups[0].Data) == 0 {
+		t.Errorf("the app received %d uploads, want the input image once", len(ups))
+	}
+	if !strings.Contains(errOut, "step ") {
+		t.Errorf("no progress from the edit stream:\n%s", errOut)
+	}
+}

@@ -66,9 +66,12 @@ The token in $HF_TOKEN (see --token-env) is sent for private Spaces.
   # Any Gradio app, as JSON for scripts
   easel probe --json http://127.0.0.1:7860
 
-  # Append the snippet to a config file (then add the backend to a model)
-  easel probe Tongyi-MAI/Z-Image-Turbo >> easel.yaml`,
-		Args: usageArgs(cobra.ExactArgs(1)),
+  # Save the snippet, paste it under "backends:" in easel.yaml, add the
+  # backend to a model, then check it
+  easel probe Tongyi-MAI/Z-Image-Turbo > z-image.yaml
+  easel backends --config easel.yaml`,
+		Args:              usageArgs(cobra.ExactArgs(1)),
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runProbe(cmd.Context(), o, f, args[0])
 		},
@@ -526,7 +529,9 @@ type mappedInput struct {
 	todo     string // head comment: what needs a person's check
 }
 
-var wxhRE = regexp.MustCompile(`^\s*(\d{2,5})\s*[x×*]\s*(\d{2,5})`)
+// wxhRE reads a choice's leading "WxH" the way the gradio backend does
+// (x, X or ×, spaces around it), so a mapped size_choice works at run time.
+var wxhRE = regexp.MustCompile(`^\s*(\d{2,5}) *[xX×] *(\d{2,5})`)
 
 func parseChoiceWxH(s string) (int, int, bool) {
 	m := wxhRE.FindStringSubmatch(s)
@@ -812,9 +817,9 @@ func (ep *probeEndpoint) inputsNode() (*yaml.Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		mn.Content[1].LineComment = m.note
+		mn.Content[1].LineComment = commentText(m.note)
 		if m.todo != "" {
-			mn.HeadComment = m.todo
+			mn.HeadComment = commentText(m.todo)
 		}
 		seq.Content = append(seq.Content, mn)
 	}
@@ -970,22 +975,25 @@ func (ep *probeEndpoint) stepsConfig() gradio.StepsConfig {
 // "backends:".
 func writeProbeText(w io.Writer, rep *probeReport, chosen []*probeEndpoint) error {
 	var buf bytes.Buffer
+	comment := func(format string, args ...any) {
+		buf.WriteString("# " + commentText(fmt.Sprintf(format, args...)) + "\n")
+	}
 	prefix := rep.APIPrefix
 	if prefix == "" {
 		prefix = "none"
 	}
-	fmt.Fprintf(&buf, "# %s: Gradio %s, protocol %s, API prefix %s\n", rep.Space, orDash(rep.GradioVersion), orDash(rep.Protocol), prefix)
+	comment("%s: Gradio %s, protocol %s, API prefix %s", rep.Space, orDash(rep.GradioVersion), orDash(rep.Protocol), prefix)
 	for _, warn := range rep.Warnings {
-		fmt.Fprintf(&buf, "# WARNING: %s\n", warn)
+		comment("WARNING: %s", warn)
 	}
 	if len(rep.Endpoints) == 0 {
-		fmt.Fprintf(&buf, "# The app lists no named endpoints.\n")
+		comment("The app lists no named endpoints.")
 	} else {
-		fmt.Fprintf(&buf, "# Endpoints:\n")
+		comment("Endpoints:")
 	}
 	width := 0
 	for _, e := range rep.Endpoints {
-		width = max(width, len(e.APIName))
+		width = min(max(width, len(e.APIName)), 40)
 	}
 	for _, e := range rep.Endpoints {
 		ins := make([]string, 0, len(e.Inputs))
@@ -1004,10 +1012,10 @@ func writeProbeText(w io.Writer, rep *probeReport, chosen []*probeEndpoint) erro
 		if e.Image {
 			mark = "  [image]"
 		}
-		fmt.Fprintf(&buf, "#   %-*s (%s) -> (%s)%s\n", width, e.APIName, strings.Join(ins, ", "), strings.Join(outs, ", "), mark)
+		comment("  %-*s (%s) -> (%s)%s", width, e.APIName, strings.Join(ins, ", "), strings.Join(outs, ", "), mark)
 	}
 	if len(chosen) == 0 {
-		fmt.Fprintf(&buf, "# No endpoint returns an Image or Gallery; pick one with --endpoint.\n")
+		comment("No endpoint returns an Image or Gallery; pick one with --endpoint.")
 	}
 	for _, ep := range chosen {
 		todos := 0
@@ -1016,9 +1024,10 @@ func writeProbeText(w io.Writer, rep *probeReport, chosen []*probeEndpoint) erro
 				todos++
 			}
 		}
-		fmt.Fprintf(&buf, "\n# Backend for %s: paste under \"backends:\" and add its name to a model.\n", ep.APIName)
+		buf.WriteString("\n")
+		comment("Backend for %s: paste under \"backends:\" and add its name to a model.", ep.APIName)
 		if todos > 0 {
-			fmt.Fprintf(&buf, "# %d input(s) marked TODO need a look; inputs are numbered from 1.\n", todos)
+			comment("%d input(s) marked TODO need a look; inputs are numbered from 1.", todos)
 		}
 		var y bytes.Buffer
 		enc := yaml.NewEncoder(&y)
@@ -1038,6 +1047,17 @@ func writeProbeText(w io.Writer, rep *probeReport, chosen []*probeEndpoint) erro
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// commentText keeps text from the app on one comment line: a line break
+// in a label would otherwise end the comment and inject YAML.
+func commentText(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == 0x85 || r == 0x2028 || r == 0x2029 {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func orDash(s string) string {

@@ -348,6 +348,9 @@ func FuzzProbeMapping(f *testing.F) {
 		f.Add(cfg, info)
 	}
 	f.Add([]byte(`{"components":[{"id":1,"type":""}],"dependencies":[{"api_name":"x","inputs":[1,1,7],"outputs":[1]}]}`), []byte(`{"named_endpoints":{"/x":{"parameters":[{}],"returns":[{"component":"Image"}]}}}`))
+	// Labels and names with line breaks must not break out of comments.
+	f.Add([]byte(`{"components":[{"id":1,"type":"textbox","props":{"label":"a\nb: c"}},{"id":2,"type":"image"}],"dependencies":[{"api_name":"x\ny","inputs":[1,1],"outputs":[2]}]}`),
+		[]byte(`{"named_endpoints":{"/x\ny":{"parameters":[{"label":"p\r\n- from: 1","parameter_name":"prompt\nz","parameter_has_default":true,"parameter_default":"\n"},{"label":"q","component":"Tex\ntbox"}],"returns":[{"label":"#\n","component":"Image"}]}}}`))
 	f.Fuzz(func(t *testing.T, cfgBody, infoBody []byte) {
 		var ac probeAppConfig
 		if json.Unmarshal(cfgBody, &ac) != nil {
@@ -396,4 +399,74 @@ func fetchForSeed(f *testing.F, u string) []byte {
 		f.Fatal(err)
 	}
 	return b
+}
+
+func TestMapInputsHeuristics(t *testing.T) {
+	t.Parallel()
+	comps := map[int]probeComponent{
+		1:  {ID: 1, Type: "textbox", Props: map[string]any{"label": "Text"}},
+		2:  {ID: 2, Type: "textbox", Props: map[string]any{"label": "Negative Prompt", "value": ""}},
+		3:  {ID: 3, Type: "dropdown", Props: map[string]any{"label": "Aspect ratio", "value": "1344 x 768 (16:9)", "choices": []any{"1024 x 1024 (1:1)", "1344 x 768 (16:9)", "768X1344 (9:16)"}}},
+		4:  {ID: 4, Type: "image", Props: map[string]any{"label": "Reference"}},
+		5:  {ID: 5, Type: "image", Props: map[string]any{"label": "Style reference"}},
+		6:  {ID: 6, Type: "gallery", Props: map[string]any{"label": "More references"}},
+		7:  {ID: 7, Type: "checkbox", Props: map[string]any{"label": "Random seed", "value": false}},
+		8:  {ID: 8, Type: "number", Props: map[string]any{"label": "Seed", "value": 1234}},
+		9:  {ID: 9, Type: "slider", Props: map[string]any{"label": "Sampling steps", "value": 28, "minimum": 1, "maximum": 60, "step": 1}},
+		10: {ID: 10, Type: "textbox", Props: map[string]any{"label": "Style"}},
+		11: {ID: 11, Type: "dropdown", Props: map[string]any{"label": "Sampler", "value": "euler", "choices": []any{"euler", "dpm"}}},
+		20: {ID: 20, Type: "gallery", Props: map[string]any{"label": "Results"}},
+		21: {ID: 21, Type: "textbox", Props: map[string]any{"label": "Seed used"}},
+	}
+	// Numbers in props come from JSON.
+	for _, c := range comps {
+		for k, v := range c.Props {
+			if n, ok := v.(int); ok {
+				c.Props[k] = float64(n)
+			}
+		}
+	}
+	ep := probeEndpoint{APIName: "/run", dep: probeDep{Inputs: []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, Outputs: []int{20, 21}}, outIdx: -1}
+	ep.fill(comps, nil, nil)
+
+	var froms []string
+	var todos []int
+	for i, in := range ep.Inputs {
+		froms = append(froms, in.From)
+		if !in.Mapped {
+			todos = append(todos, i+1)
+		}
+	}
+	want := []string{"prompt", "negative_prompt", "size_choice", "image", "", "images", "randomize_seed", "seed", "steps", "", ""}
+	if diff := cmp.Diff(want, froms); diff != "" {
+		t.Errorf("mapping (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]int{5, 10, 11}, todos); diff != "" {
+		t.Errorf("unmapped inputs (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(ep.mapped[4].todo, `input 5 "Style reference" (Image, no default); sent as null`) {
+		t.Errorf("todo for the second image = %q", ep.mapped[4].todo)
+	}
+	if !strings.Contains(ep.mapped[10].todo, `input 11 "Sampler" (Dropdown, default "euler"); sent as its default`) || ep.mapped[10].in.Value != "euler" {
+		t.Errorf("todo for the sampler = %q, value %v", ep.mapped[10].todo, ep.mapped[10].in.Value)
+	}
+	if !ep.Image || ep.outIdx != 0 {
+		t.Errorf("image output = %v at %d, want the gallery at 0", ep.Image, ep.outIdx)
+	}
+	if err := ep.buildSnippet("x", "o/n"); err != nil {
+		t.Fatal(err)
+	}
+	g := ep.Backend["gradio"].(map[string]any)
+	wantSize := map[string]any{"default_width": 1344, "default_height": 768, "min": 768, "max": 1344, "multiple": 64}
+	if diff := cmp.Diff(wantSize, g["size"]); diff != "" {
+		t.Errorf("size (-want +got):\n%s", diff)
+	}
+	wantSteps := map[string]any{"default": 28, "min": 1, "max": 60}
+	if diff := cmp.Diff(wantSteps, g["steps"]); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+	wantOut := map[string]any{"index": 0, "kind": "gallery", "seed_index": 1}
+	if diff := cmp.Diff(wantOut, g["output"]); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
 }

@@ -59,7 +59,9 @@ Z-Image-Turbo, and more) into one OpenAI-compatible Images API:
 /v1/images/generations, /v1/chat/completions and /v1/models.
 
 Run "easel serve" to start it with the built-in backends on 127.0.0.1:8080,
-or "easel serve --demo" to try it without any network access.`,
+or "easel serve --demo" to try it without any network access. Then
+"easel gen" draws images from it, "easel probe" writes the backend config
+for another Gradio Space and "easel backends" checks the configured ones.`,
 		Version:       opts.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -17,6 +17,7 @@ import (
 	"github.com/easelgw/easel/internal/blob/local"
 	"github.com/easelgw/easel/internal/config"
 	"github.com/easelgw/easel/internal/gen"
+	"github.com/easelgw/easel/internal/netguard"
 	"github.com/easelgw/easel/internal/openaiapi"
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/provider/gradio"
@@ -217,7 +218,14 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 		DefaultResponseFormat: cfg.Images.DefaultResponseFormat,
 		MaxPromptChars:        cfg.Images.MaxPromptChars,
 		MaxN:                  cfg.Images.MaxN,
-		Logger:                log,
+		MaxInputPixels:        cfg.Images.MaxPixels,
+		Fetcher: netguard.New(netguard.Options{
+			AllowPrivate: cfg.Fetch.AllowPrivateNetworks,
+			AllowedPorts: cfg.Fetch.AllowedPorts,
+			MaxBytes:     cfg.Fetch.MaxBytes,
+			Timeout:      cfg.Fetch.Timeout,
+		}),
+		Logger: log,
 	})
 	if err != nil {
 		closeService(svc, log)

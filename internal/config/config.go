@@ -32,6 +32,13 @@ const (
 	DefaultMaxPixels         = 40_000_000
 	DefaultBackendMaxQueue   = 100
 	DefaultGradioConcurrency = 1
+	// DefaultFetchMaxBytes caps one fetched image URL (20 MiB).
+	DefaultFetchMaxBytes = 20 << 20
+	// MaxFetchMaxBytes is the largest fetch.max_bytes accepted (50 MiB,
+	// the edits body cap).
+	MaxFetchMaxBytes = 50 << 20
+	// DefaultFetchTimeout bounds one image URL fetch.
+	DefaultFetchTimeout = 15 * time.Second
 	// MinAPIKeyLength is the shortest API key accepted.
 	MinAPIKeyLength = 20
 )
@@ -57,6 +64,8 @@ const (
 	EnvLogFormat   = "EASEL_LOG_FORMAT"
 	EnvCORSOrigins = "EASEL_CORS_ORIGINS"
 	EnvSigningKey  = "EASEL_SIGNING_KEY"
+	// EnvFetchAllowPrivate sets fetch.allow_private_networks.
+	EnvFetchAllowPrivate = "EASEL_FETCH_ALLOW_PRIVATE"
 )
 
 // Config is easel's whole configuration. The zero value is not useful; start
@@ -86,6 +95,9 @@ type Config struct {
 	CORS CORSConfig `yaml:"cors,omitempty"`
 	// Images sets limits and defaults of the image endpoints.
 	Images ImagesConfig `yaml:"images"`
+	// Fetch sets how easel downloads the http(s) image URLs clients send
+	// as inputs (edits JSON form, chat image_url parts).
+	Fetch FetchConfig `yaml:"fetch,omitempty"`
 	// Backends are the upstreams that draw images. When a file defines
 	// neither backends nor models, the built-in ones of Default() are used.
 	Backends []Backend `yaml:"backends"`
@@ -151,6 +163,30 @@ type ImagesConfig struct {
 	MaxPixels int `yaml:"max_pixels"`
 }
 
+// FetchConfig sets how easel downloads image URLs that clients send. Every
+// fetch goes through an SSRF guard: names are resolved by easel, every
+// address is checked before connecting (redirects too, at most 3), and
+// loopback, private, link-local, metadata and other reserved addresses are
+// refused.
+type FetchConfig struct {
+	// AllowPrivateNetworks lets image URLs point into the local network:
+	// loopback (127.0.0.0/8, ::1), RFC 1918 (10/8, 172.16/12, 192.168/16),
+	// CGNAT (100.64/10) and IPv6 unique-local (fc00::/7). For LAN
+	// deployments whose image hosts are on the same network. Link-local
+	// and cloud metadata addresses stay refused. Default false.
+	// Env EASEL_FETCH_ALLOW_PRIVATE (true/false).
+	AllowPrivateNetworks bool `yaml:"allow_private_networks,omitempty"`
+	// AllowedPorts are the destination ports image URLs may use. Default
+	// [80, 443]; a LAN image host on another port must be listed.
+	AllowedPorts []int `yaml:"allowed_ports,omitempty"`
+	// MaxBytes caps one fetched image, after content decoding. Default
+	// 20 MiB (20971520), at most 50 MiB.
+	MaxBytes int64 `yaml:"max_bytes,omitempty"`
+	// Timeout bounds one fetch: resolution, connect, redirects and body.
+	// Default 15s, 1s to 2m.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+}
+
 // Backend is one upstream that draws images.
 type Backend struct {
 	// Name identifies the backend in models, logs and metrics; lowercase
@@ -208,6 +244,11 @@ func defaults() *Config {
 			MaxN:                  DefaultMaxN,
 			MaxPromptChars:        DefaultMaxPromptChars,
 			MaxPixels:             DefaultMaxPixels,
+		},
+		Fetch: FetchConfig{
+			AllowedPorts: []int{80, 443},
+			MaxBytes:     DefaultFetchMaxBytes,
+			Timeout:      DefaultFetchTimeout,
 		},
 	}
 }

@@ -329,6 +329,14 @@ func (c *Config) applyEnv(env func(string) string) []error {
 	if v := strings.TrimSpace(env(EnvCORSOrigins)); v != "" {
 		c.CORS.AllowedOrigins = splitList(v)
 	}
+	if v := strings.TrimSpace(env(EnvFetchAllowPrivate)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, &FieldError{Path: "fetch.allow_private_networks", Message: fmt.Sprintf("%s=%q is not a boolean (true or false)", EnvFetchAllowPrivate, v)})
+		} else {
+			c.Fetch.AllowPrivateNetworks = b
+		}
+	}
 	return problems
 }
 

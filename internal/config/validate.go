@@ -67,6 +67,7 @@ func (c *Config) Validate() error {
 	v := &validator{}
 	c.validateServer(v)
 	c.validateImages(v)
+	c.validateFetch(v)
 	backends := c.validateBackends(v)
 	c.validateModels(v, backends)
 	return errors.Join(v.errs...)
@@ -178,6 +179,24 @@ func (c *Config) validateImages(v *validator) {
 	}
 	if im.MaxPixels < 64*64 || im.MaxPixels > 16384*16384 {
 		v.add("images.max_pixels", "%d is outside %d..%d", im.MaxPixels, 64*64, 16384*16384)
+	}
+}
+
+func (c *Config) validateFetch(v *validator) {
+	f := c.Fetch
+	if len(f.AllowedPorts) == 0 {
+		v.add("fetch.allowed_ports", "must list at least one port (default [80, 443])")
+	}
+	for i, port := range f.AllowedPorts {
+		if port < 1 || port > 65535 {
+			v.add(fmt.Sprintf("fetch.allowed_ports[%d]", i), "%d is outside 1..65535", port)
+		}
+	}
+	if f.MaxBytes < 1 || f.MaxBytes > MaxFetchMaxBytes {
+		v.add("fetch.max_bytes", "%d is outside 1..%d", f.MaxBytes, MaxFetchMaxBytes)
+	}
+	if f.Timeout < time.Second || f.Timeout > 2*time.Minute {
+		v.add("fetch.timeout", "%s is outside 1s..2m", f.Timeout)
 	}
 }
 

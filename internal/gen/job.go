@@ -67,6 +67,7 @@ func (j *Job) Snapshot() Snapshot {
 	s := j.snap
 	s.Images = append([]StoredImage(nil), j.snap.Images...)
 	s.Progress = append([]provider.Event(nil), j.snap.Progress...)
+	s.InputNotes = append([]string(nil), j.snap.InputNotes...)
 	return s
 }
 

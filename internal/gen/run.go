@@ -93,6 +93,9 @@ type run struct {
 	mu        sync.Mutex
 	nextStart time.Time // earliest start of the next upstream call (Stagger)
 	firstErr  error
+
+	fitMu  sync.Mutex
+	fitted map[string]*fittedInputs // by inputKey
 }
 
 // callSpec is one upstream call: images [index, index+n) of the job.
@@ -256,6 +259,11 @@ func (r *run) store(ctx context.Context, idx int, img provider.Image) error {
 func (r *run) try(ctx context.Context, b *backend, c callSpec) (res *provider.Result, err error) {
 	caps := b.Provider.Capabilities()
 	preq := r.providerRequest(caps, c)
+	// Inputs are prepared before waiting for a slot: scaling is easel's own
+	// work and must not hold a backend slot.
+	if preq.Images, preq.Mask, err = r.fitInputs(caps); err != nil {
+		return nil, err
+	}
 
 	actx := ctx
 	if b.QueueTimeout > 0 {

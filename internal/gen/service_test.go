@@ -645,6 +645,8 @@ func TestValidation(t *testing.T) {
 	editOnly := basicCaps
 	editOnly.TextToImage = false
 	in := provider.InputImage{Data: pngBytes(4, 4, 0), MIME: "image/png", Name: "a.png", Width: 4, Height: 4}
+	withRatios := basicCaps
+	withRatios.AspectRatios = []string{"match_input_image", "1:1", "16:9"}
 	tests := []struct {
 		name      string
 		caps      provider.Capabilities
@@ -669,6 +671,8 @@ func TestValidation(t *testing.T) {
 		{"steps unsupported ignored", func() provider.Capabilities { c := basicCaps; c.Steps = false; return c }(), func(r *Request) { r.Steps = 500 }, ""},
 		{"bad output format", basicCaps, func(r *Request) { r.OutputFormat = "bmp" }, "output_format"},
 		{"bad aspect ratio", basicCaps, func(r *Request) { r.AspectRatio = "wide" }, "aspect_ratio"},
+		{"symbolic ratio the backend lists", withRatios, func(r *Request) { r.AspectRatio = "match_input_image" }, ""},
+		{"symbolic ratio the backend lacks", basicCaps, func(r *Request) { r.AspectRatio = "match_input_image" }, "aspect_ratio"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

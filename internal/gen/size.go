@@ -58,13 +58,28 @@ func fitSize(caps provider.Capabilities, width, height int, aspect string) fitte
 		f.Width, f.Height = scaleInto(f.Width, f.Height, rule)
 	}
 	if len(caps.AspectRatios) > 0 {
-		w, h := f.Width, f.Height
-		if rw, rh, ok := parseRatio(aspect); ok {
-			w, h = rw, rh
-		}
-		f.AspectRatio = nearestRatio(caps.AspectRatios, w, h)
+		f.AspectRatio = fitRatio(caps.AspectRatios, width, height, aspect)
 	}
 	return f
+}
+
+// fitRatio picks the ratio to send to a backend that takes ratios: one of
+// its own values named by the client as is (including symbolic ones such as
+// "match_input_image"), else the nearest to the client's ratio or size, else
+// nothing, so the backend applies its own default.
+func fitRatio(list []string, width, height int, aspect string) string {
+	for _, r := range list {
+		if aspect != "" && strings.EqualFold(r, aspect) {
+			return r
+		}
+	}
+	if rw, rh, ok := parseRatio(aspect); ok {
+		return nearestRatio(list, rw, rh)
+	}
+	if width > 0 && height > 0 {
+		return nearestRatio(list, width, height)
+	}
+	return ""
 }
 
 // scaleInto keeps the aspect ratio while bringing both sides into
@@ -129,18 +144,10 @@ func nearestSize(choices [][2]int, w, h int) [2]int {
 // nearestRatio picks the ratio in list closest to w:h; malformed entries
 // are skipped, and the first entry is the answer of last resort.
 func nearestRatio(list []string, w, h int) string {
-	want := math.Log(float64(w) / float64(h))
-	best, bestD := list[0], math.Inf(1)
-	for _, s := range list {
-		rw, rh, ok := parseRatio(s)
-		if !ok {
-			continue
-		}
-		if d := math.Abs(math.Log(float64(rw)/float64(rh)) - want); d < bestD-1e-9 {
-			best, bestD = s, d
-		}
+	if r := provider.NearestAspectRatio(list, w, h); r != "" {
+		return r
 	}
-	return best
+	return list[0]
 }
 
 // parseSize reads "WxH" with positive sides.

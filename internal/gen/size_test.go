@@ -37,7 +37,10 @@ func TestFitSize(t *testing.T) {
 		{"zero rule keeps size", provider.SizeRule{}, nil, 1234, 567, "", fitted{1234, 567, ""}},
 		{"aspect ratio from size", provider.SizeRule{}, ratios, 1920, 1080, "", fitted{1920, 1080, "16:9"}},
 		{"aspect ratio explicit nearest", provider.SizeRule{}, ratios, 0, 0, "3:2", fitted{1254, 836, "4:3"}},
-		{"aspect ratio default", provider.SizeRule{}, ratios, 0, 0, "", fitted{1024, 1024, "1:1"}},
+		// Neither size nor ratio: the backend applies its own default.
+		{"aspect ratio default", provider.SizeRule{}, ratios, 0, 0, "", fitted{1024, 1024, ""}},
+		{"aspect ratio symbolic", provider.SizeRule{}, []string{"match_input_image", "1:1", "16:9"}, 0, 0, "MATCH_INPUT_IMAGE", fitted{1024, 1024, "match_input_image"}},
+		{"aspect ratio listed exactly", provider.SizeRule{}, ratios, 0, 0, "9:16", fitted{768, 1365, "9:16"}},
 		{"aspect ratio portrait", provider.SizeRule{}, ratios, 600, 1000, "", fitted{600, 1000, "9:16"}},
 	}
 	for _, tc := range tests {

@@ -94,6 +94,10 @@ type Snapshot struct {
 	// Images holds results in index order; entries may be zero while
 	// running.
 	Images []StoredImage `json:"images,omitempty"`
+	// InputNotes says how the input images were changed to fit the
+	// backend's limits ("input image 1 scaled from 6000x4000 to
+	// 2449x1633"); empty when they were passed on as sent.
+	InputNotes []string `json:"input_notes,omitempty"`
 	// Progress is the last progress event per image, for status displays.
 	Progress []provider.Event `json:"progress,omitempty"`
 	// Err is set when Status is failed or canceled.

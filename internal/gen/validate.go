@@ -2,6 +2,7 @@ package gen
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/easelgw/easel/internal/provider"
@@ -26,8 +27,12 @@ func (s *Service) validate(mi ModelInfo, req *Request) error {
 		return &InvalidError{Param: "size", Code: "invalid_value", Message: fmt.Sprintf("size %dx%d exceeds the limit of %d pixels", req.Width, req.Height, s.opts.MaxPixels)}
 	}
 	if req.AspectRatio != "" {
-		if _, _, ok := parseRatio(req.AspectRatio); !ok {
-			return &InvalidError{Param: "aspect_ratio", Code: "invalid_value", Message: fmt.Sprintf("aspect ratio %q is not of the form W:H", req.AspectRatio)}
+		if _, _, ok := parseRatio(req.AspectRatio); !ok && !slices.ContainsFunc(caps.AspectRatios, func(r string) bool { return strings.EqualFold(r, req.AspectRatio) }) {
+			msg := fmt.Sprintf("aspect ratio %q is not of the form W:H", req.AspectRatio)
+			if len(caps.AspectRatios) > 0 {
+				msg += fmt.Sprintf(" nor one of the model's ratios (%s)", strings.Join(caps.AspectRatios, ", "))
+			}
+			return &InvalidError{Param: "aspect_ratio", Code: "invalid_value", Message: msg}
 		}
 	}
 	switch req.Kind {

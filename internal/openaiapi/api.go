@@ -1,6 +1,6 @@
 // Package openaiapi serves easel's OpenAI-compatible HTTP surface:
-// /v1/models, /v1/images/generations, /v1/chat/completions and the signed
-// result files. It decodes each request strictly into one gen.Request,
+// /v1/models, /v1/images/generations, /v1/images/edits,
+// /v1/chat/completions and the signed result files. It decodes each request strictly into one gen.Request,
 // starts a job on the Service and renders the job as the endpoint's JSON or
 // SSE shape, with every failure in the OpenAI error envelope.
 package openaiapi
@@ -17,6 +17,7 @@ import (
 
 	"github.com/easelgw/easel/internal/blob"
 	"github.com/easelgw/easel/internal/gen"
+	"github.com/easelgw/easel/internal/netguard"
 )
 
 // Service is what the API needs from the job runner (*gen.Service).
@@ -39,6 +40,33 @@ const (
 	DefaultMaxN           = 10
 	DefaultHeartbeat      = 15 * time.Second
 )
+
+// Defaults for the input image limits (edits uploads, and data: and http(s)
+// URLs in edits and chat).
+const (
+	// DefaultMaxUploadBytes caps a whole edits request body, and the sum of
+	// the images one request fetches from URLs (OpenAI's 50 MB payload).
+	DefaultMaxUploadBytes = 50 << 20
+	// DefaultMaxImageBytes caps one input image, uploaded, inline or
+	// fetched.
+	DefaultMaxImageBytes = 20 << 20
+	// DefaultMaxInputImages is the most input images per request (OpenAI's
+	// edit limit).
+	DefaultMaxInputImages = 16
+	// DefaultMaxParts is the most parts one multipart body may have.
+	DefaultMaxParts = 64
+	// DefaultMaxInputPixels caps an input image's declared width*height,
+	// read from its header before anything decodes it; each side is also
+	// capped at imageio.MaxSide (16384).
+	DefaultMaxInputPixels = 40_000_000
+)
+
+// Fetcher fetches the http(s) image URLs clients send. *netguard.Client is
+// the production implementation: it refuses private and reserved
+// destinations unless configured otherwise.
+type Fetcher interface {
+	Get(ctx context.Context, url string) (*netguard.Response, error)
+}
 
 // Body caps per route: generations carry only text; chat may carry data
 // URLs.
@@ -74,6 +102,25 @@ type Options struct {
 	// Heartbeat is the interval of SSE comment lines that keep idle
 	// streams open through proxies; default 15s.
 	Heartbeat time.Duration
+	// Fetcher fetches http(s) image URLs given as inputs (edits JSON form,
+	// chat image_url parts). Nil builds a netguard client with its safe
+	// defaults (public addresses, ports 80 and 443) and MaxImageBytes.
+	Fetcher Fetcher
+	// MaxUploadBytes caps an edits request body and the total bytes of the
+	// images one request fetches; default DefaultMaxUploadBytes (50 MiB).
+	MaxUploadBytes int64
+	// MaxImageBytes caps one input image; default DefaultMaxImageBytes
+	// (20 MiB).
+	MaxImageBytes int64
+	// MaxInputImages caps the input images of one request; default
+	// DefaultMaxInputImages (16).
+	MaxInputImages int
+	// MaxParts caps the parts of a multipart body; default DefaultMaxParts
+	// (64).
+	MaxParts int
+	// MaxInputPixels caps an input image's declared pixels; default
+	// DefaultMaxInputPixels (40 million).
+	MaxInputPixels int
 	// Logger receives one line per failed request; nil discards.
 	Logger *slog.Logger
 }
@@ -89,6 +136,12 @@ type API struct {
 	maxPromptChars int
 	maxN           int
 	heartbeat      time.Duration
+	fetcher        Fetcher
+	maxUpload      int64
+	maxImageBytes  int64
+	maxImages      int
+	maxParts       int
+	maxInputPixels int
 	log            *slog.Logger
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -142,12 +195,43 @@ func New(opts Options) (*API, error) {
 	if opts.Heartbeat < 0 {
 		errs = append(errs, errors.New("Heartbeat must not be negative"))
 	}
+	if opts.MaxUploadBytes == 0 {
+		opts.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	if opts.MaxImageBytes == 0 {
+		opts.MaxImageBytes = DefaultMaxImageBytes
+	}
+	if opts.MaxImageBytes < 1 || opts.MaxUploadBytes < opts.MaxImageBytes {
+		errs = append(errs, errors.New("MaxImageBytes must be positive and at most MaxUploadBytes"))
+	}
+	if opts.MaxInputImages == 0 {
+		opts.MaxInputImages = DefaultMaxInputImages
+	}
+	if opts.MaxInputImages < 1 || opts.MaxInputImages > 100 {
+		errs = append(errs, errors.New("MaxInputImages must be between 1 and 100"))
+	}
+	if opts.MaxParts == 0 {
+		opts.MaxParts = DefaultMaxParts
+	}
+	if opts.MaxParts < opts.MaxInputImages+2 || opts.MaxParts > 1000 {
+		errs = append(errs, errors.New("MaxParts must leave room for the images, mask and prompt, and be at most 1000"))
+	}
+	if opts.MaxInputPixels == 0 {
+		opts.MaxInputPixels = DefaultMaxInputPixels
+	}
+	if opts.MaxInputPixels < 1 {
+		errs = append(errs, errors.New("MaxInputPixels must be positive"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("openaiapi: invalid options: %w", err)
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	fetcher := opts.Fetcher
+	if fetcher == nil {
+		fetcher = netguard.New(netguard.Options{MaxBytes: opts.MaxImageBytes})
 	}
 	return &API{
 		svc:            opts.Service,
@@ -159,6 +243,12 @@ func New(opts Options) (*API, error) {
 		maxPromptChars: opts.MaxPromptChars,
 		maxN:           opts.MaxN,
 		heartbeat:      opts.Heartbeat,
+		fetcher:        fetcher,
+		maxUpload:      opts.MaxUploadBytes,
+		maxImageBytes:  opts.MaxImageBytes,
+		maxImages:      opts.MaxInputImages,
+		maxParts:       opts.MaxParts,
+		maxInputPixels: opts.MaxInputPixels,
 		log:            log,
 		now:            time.Now,
 	}, nil
@@ -174,6 +264,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/models", a.handleListModels)
 	mux.HandleFunc("GET /v1/models/{id...}", a.handleGetModel)
 	mux.HandleFunc("POST /v1/images/generations", a.handleGenerations)
+	mux.HandleFunc("POST /v1/images/edits", a.handleEdits)
 	mux.HandleFunc("POST /v1/chat/completions", a.handleChat)
 	mux.HandleFunc("GET /v1/files/{key}", a.handleFile)
 	mux.HandleFunc(catchAllPattern, func(w http.ResponseWriter, r *http.Request) {

@@ -10,13 +10,19 @@ import (
 	"github.com/easelgw/easel/internal/server"
 )
 
-// chatParams is a decoded /v1/chat/completions body: the prompt is the
-// text of the last user message; everything a text model would use
-// (temperature, tools, ...) is ignored.
+// chatParams is a decoded /v1/chat/completions body. The rule: the prompt
+// is the text of the last user message, and the images of the last user
+// message (its image_url parts, data: or http(s) URLs, in order) become the
+// job's input images, which makes the job an edit. Images of earlier
+// messages are not used, so a conversation does not silently keep editing
+// an old picture. Everything a text model would use (temperature, tools,
+// ...) is ignored.
 type chatParams struct {
-	Model        string
-	Prompt       string
-	Images       []provider.InputImage
+	Model  string
+	Prompt string
+	// ImageURLs are the last user message's image URLs; the handler loads
+	// them (fetching http(s) ones) after the body is fully checked.
+	ImageURLs    []string
 	Stream       bool
 	IncludeUsage bool
 }
@@ -82,11 +88,11 @@ func (a *API) decodeChat(body []byte) (*chatParams, *apiError) {
 	if last == nil {
 		return nil, badRequest("messages", "missing_required_parameter", "'messages' must contain a user message.")
 	}
-	prompt, images, e := userContent(last)
+	prompt, urls, e := a.userContent(last)
 	if e != nil {
 		return nil, e
 	}
-	p.Images = images
+	p.ImageURLs = urls
 	if e := checkPrompt(prompt, "messages", a.maxPromptChars); e != nil {
 		return nil, e
 	}
@@ -95,8 +101,8 @@ func (a *API) decodeChat(body []byte) (*chatParams, *apiError) {
 }
 
 // userContent reads a user message: its text (the string content, or the
-// text parts joined by newlines) and its image_url parts as input images.
-func userContent(msg object) (string, []provider.InputImage, *apiError) {
+// text parts joined by newlines) and the URLs of its image_url parts.
+func (a *API) userContent(msg object) (string, []string, *apiError) {
 	raw, ok := msg["content"]
 	if !ok {
 		return "", nil, badRequest("messages", "missing_required_parameter", "The last user message has no content.")
@@ -111,7 +117,7 @@ func userContent(msg object) (string, []provider.InputImage, *apiError) {
 		return "", nil, e
 	}
 	var texts []string
-	var images []provider.InputImage
+	var images []string
 	for _, part := range parts {
 		po, e := decodeObject(part, partKeys, "messages")
 		if e != nil {
@@ -129,18 +135,14 @@ func userContent(msg object) (string, []provider.InputImage, *apiError) {
 			}
 			texts = append(texts, t)
 		case "image_url":
-			if len(images) == maxInputImages {
-				return "", nil, tooManyImages("messages")
+			if len(images) == a.maxImages {
+				return "", nil, a.tooManyImages("messages")
 			}
 			u, e := imageURL(po)
 			if e != nil {
 				return "", nil, e
 			}
-			img, e := decodeDataURL(u, "messages", len(images))
-			if e != nil {
-				return "", nil, e
-			}
-			images = append(images, img)
+			images = append(images, u)
 		}
 		// Other part types (audio, files) carry nothing an image model
 		// uses; they are skipped.
@@ -259,14 +261,31 @@ func (a *API) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	kind := provider.KindGenerate
-	if len(p.Images) > 0 {
+	var images []provider.InputImage
+	if len(p.ImageURLs) > 0 {
 		kind = provider.KindEdit
+		// The model is checked before any URL is fetched, so a request that
+		// would be refused anyway costs no download.
+		if mi, ok := a.svc.Model(model); ok && !mi.Capabilities.ImageToImage {
+			a.writeError(w, r, &gen.InvalidError{Param: "messages", Code: "unsupported_value",
+				Message: "model '" + mi.ID + "' does not take input images; send text only"})
+			return
+		}
+		budget := &imageBudget{left: a.maxUpload}
+		for i, u := range p.ImageURLs {
+			img, err := a.loadImageURL(ctx, u, "messages", i, budget)
+			if err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+			images = append(images, img)
+		}
 	}
 	job, err := a.svc.Start(ctx, &gen.Request{
 		Model:  model,
 		Kind:   kind,
 		Prompt: p.Prompt,
-		Images: p.Images,
+		Images: images,
 		N:      1,
 		KeyID:  server.KeyID(ctx),
 	})

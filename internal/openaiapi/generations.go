@@ -34,6 +34,7 @@ type imageParams struct {
 	OutputFormat   string
 	Seed           *int64
 	Steps          int
+	AspectRatio    string
 	Stream         bool
 	PartialImages  int
 }
@@ -43,7 +44,7 @@ type imageParams struct {
 var generationsKeys = []string{
 	"prompt", "model", "n", "size", "response_format", "output_format",
 	"negative_prompt", "seed", "steps", "stream", "partial_images",
-	"image_size", "batch_size", "num_inference_steps",
+	"image_size", "batch_size", "num_inference_steps", "aspect_ratio",
 }
 
 // decodeGenerations parses and checks a generations body. Besides
@@ -55,6 +56,12 @@ func (a *API) decodeGenerations(body []byte) (*imageParams, *apiError) {
 	if e != nil {
 		return nil, e
 	}
+	return a.imageParamsFrom(o)
+}
+
+// imageParamsFrom reads the fields generations and edits share.
+func (a *API) imageParamsFrom(o object) (*imageParams, *apiError) {
+	var e *apiError
 	p := &imageParams{N: 1, ResponseFormat: a.defaultFormat, OutputFormat: "png"}
 
 	prompt, ok, e := o.str("prompt", "prompt")
@@ -130,6 +137,14 @@ func (a *API) decodeGenerations(body []byte) (*imageParams, *apiError) {
 		}
 		p.OutputFormat = of
 	}
+	if ar, ok, e := o.str("aspect_ratio", "aspect_ratio"); e != nil {
+		return nil, e
+	} else if ok {
+		if len(ar) > 16 {
+			return nil, badRequest("aspect_ratio", "invalid_value", "'aspect_ratio' must look like '16:9'.")
+		}
+		p.AspectRatio = ar
+	}
 	if p.Stream, _, e = o.boolean("stream", "stream"); e != nil {
 		return nil, e
 	}
@@ -157,27 +172,40 @@ func (a *API) handleGenerations(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	ctx := r.Context()
-	job, err := a.svc.Start(ctx, &gen.Request{
+	a.runImages(w, r, p.request(model, provider.KindGenerate), p, generationEvents)
+}
+
+// request is the job request for p.
+func (p *imageParams) request(model string, kind provider.Kind) *gen.Request {
+	return &gen.Request{
 		Model:          model,
-		Kind:           provider.KindGenerate,
+		Kind:           kind,
 		Prompt:         p.Prompt,
 		NegativePrompt: p.NegativePrompt,
 		N:              p.N,
 		Width:          p.Width,
 		Height:         p.Height,
+		AspectRatio:    p.AspectRatio,
 		Steps:          p.Steps,
 		Seed:           p.Seed,
 		OutputFormat:   p.OutputFormat,
-		KeyID:          server.KeyID(ctx),
-	})
+	}
+}
+
+// runImages starts req and renders the job as an ImagesResponse or, when
+// p asks for a stream, as image SSE events named by ev. Generations and
+// edits share it; only the event names differ.
+func (a *API) runImages(w http.ResponseWriter, r *http.Request, req *gen.Request, p *imageParams, ev imageEvents) {
+	ctx := r.Context()
+	req.KeyID = server.KeyID(ctx)
+	job, err := a.svc.Start(ctx, req)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("X-Easel-Job-Id", job.ID())
 	if p.Stream {
-		a.streamImages(w, r, job, p)
+		a.streamImages(w, r, job, p, ev)
 		return
 	}
 	snap, err := job.Wait(ctx)
@@ -331,16 +359,29 @@ type streamErrorEvent struct {
 	Error errorObject `json:"error"`
 }
 
-const (
-	evCompleted = "image_generation.completed"
-	evPartial   = "image_generation.partial_image"
-	evProgress  = "image_generation.progress"
+// imageEvents names the SSE events of one image endpoint; the SDKs tell
+// generations from edits by these names.
+type imageEvents struct {
+	completed, partial, progress string
+}
+
+var (
+	generationEvents = imageEvents{
+		completed: "image_generation.completed",
+		partial:   "image_generation.partial_image",
+		progress:  "image_generation.progress",
+	}
+	editEvents = imageEvents{
+		completed: "image_edit.completed",
+		partial:   "image_edit.partial_image",
+		progress:  "image_edit.progress",
+	}
 )
 
 // streamImages renders a running job as an image SSE stream. From here on
 // every answer, including failures, goes into the stream: a client that
 // asked for a stream silently drops a JSON body.
-func (a *API) streamImages(w http.ResponseWriter, r *http.Request, job *gen.Job, p *imageParams) {
+func (a *API) streamImages(w http.ResponseWriter, r *http.Request, job *gen.Job, p *imageParams, names imageEvents) {
 	ctx := r.Context()
 	sse := startSSE(w)
 	requested := "auto"
@@ -365,8 +406,8 @@ func (a *API) streamImages(w http.ResponseWriter, r *http.Request, job *gen.Job,
 			return badRequest("output_format", "image_too_large_to_stream",
 				"The image is too large to stream; ask for jpeg or webp, or do not stream.")
 		}
-		return sse.event(evCompleted, imageCompletedEvent{
-			Type: evCompleted, B64JSON: b64, CreatedAt: a.now().Unix(),
+		return sse.event(names.completed, imageCompletedEvent{
+			Type: names.completed, B64JSON: b64, CreatedAt: a.now().Unix(),
 			Size: sizeOf(img), Quality: "auto", Background: "opaque", OutputFormat: formatOf(img),
 		})
 	}
@@ -383,7 +424,7 @@ func (a *API) streamImages(w http.ResponseWriter, r *http.Request, job *gen.Job,
 	on := func(ev provider.Event) error {
 		switch ev.Type {
 		case provider.EventQueued, provider.EventStarted, provider.EventProgress, provider.EventLog:
-			return sse.event(evProgress, progressEvent(ev))
+			return sse.event(names.progress, progressEvent(ev, names.progress))
 		case provider.EventPreview:
 			if partials >= p.PartialImages || len(ev.Data) == 0 {
 				return nil
@@ -393,11 +434,11 @@ func (a *API) streamImages(w http.ResponseWriter, r *http.Request, job *gen.Job,
 				return nil
 			}
 			ev := imagePartialEvent{
-				Type: evPartial, B64JSON: b64, CreatedAt: ev.Time.Unix(), Size: requested,
+				Type: names.partial, B64JSON: b64, CreatedAt: ev.Time.Unix(), Size: requested,
 				Quality: "auto", Background: "auto", OutputFormat: mimeFormat(ev.MIME), PartialImageIndex: partials,
 			}
 			partials++
-			return sse.event(evPartial, ev)
+			return sse.event(names.partial, ev)
 		case provider.EventImage:
 			ready[ev.Index] = true
 			return flushReady()
@@ -426,9 +467,9 @@ func (a *API) streamImages(w http.ResponseWriter, r *http.Request, job *gen.Job,
 	_ = sse.event("error", streamErrorEvent{Type: "error", Error: e.body().Error})
 }
 
-func progressEvent(ev provider.Event) imageProgressEvent {
+func progressEvent(ev provider.Event, name string) imageProgressEvent {
 	out := imageProgressEvent{
-		Type: evProgress, CreatedAt: ev.Time.Unix(), Stage: string(ev.Type), ImageIndex: ev.Index,
+		Type: name, CreatedAt: ev.Time.Unix(), Stage: string(ev.Type), ImageIndex: ev.Index,
 		Position: ev.Position, QueueSize: ev.QueueSize, Step: ev.Step, Total: ev.Total,
 		Message: ev.Message, Source: ev.Source,
 	}

@@ -3,13 +3,16 @@ package openaiapi_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"image"
 	"image/color"
 	"image/png"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +24,7 @@ import (
 	"github.com/easelgw/easel/internal/blob"
 	"github.com/easelgw/easel/internal/blob/local"
 	"github.com/easelgw/easel/internal/gen"
+	"github.com/easelgw/easel/internal/netguard"
 	"github.com/easelgw/easel/internal/openaiapi"
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/server"
@@ -47,6 +51,8 @@ type fakeProvider struct {
 	calls   int
 	prompts []string
 	inputs  [][]provider.InputImage
+	masks   []*provider.InputImage
+	kinds   []provider.Kind
 	// started gets one value per blocking call once it is running;
 	// canceled gets one when a blocking call saw its context end.
 	started  chan struct{}
@@ -86,6 +92,8 @@ func (f *fakeProvider) Generate(ctx context.Context, req *provider.Request, emit
 	f.calls++
 	f.prompts = append(f.prompts, req.Prompt)
 	f.inputs = append(f.inputs, req.Images)
+	f.masks = append(f.masks, req.Mask)
+	f.kinds = append(f.kinds, req.Kind)
 	f.mu.Unlock()
 
 	word, _, _ := strings.Cut(req.Prompt, " ")
@@ -185,6 +193,46 @@ type setupOpts struct {
 	heartbeat      time.Duration
 	defaultFormat  string
 	maxPromptChars int
+	// fetcher fetches image URLs; nil means noNetworkFetcher(), unless
+	// defaultFetcher asks for the API's own default (a netguard client with
+	// the safe defaults).
+	fetcher        openaiapi.Fetcher
+	defaultFetcher bool
+	// textOnly adds textOnlyModel, whose backend cannot take images.
+	textOnly bool
+	// limits override the input limits of the API options.
+	maxImageBytes, maxUploadBytes int64
+}
+
+// textOnlyModel is served by a backend that cannot take input images.
+const textOnlyModel = "text-only"
+
+// textOnlyProvider is the fake without image-to-image.
+type textOnlyProvider struct{ *fakeProvider }
+
+func (p textOnlyProvider) Capabilities() provider.Capabilities {
+	c := p.fakeProvider.Capabilities()
+	c.ImageToImage = false
+	c.MaxInputImages = 0
+	return c
+}
+
+// noNetworkFetcher is a guarded client with the default policy whose
+// resolver and dialer refuse everything, so no test (or fuzz input) can
+// reach beyond the process.
+func noNetworkFetcher() openaiapi.Fetcher {
+	return netguard.New(netguard.Options{
+		Resolver: refusingResolver{},
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return nil, errors.New("test dialer: no network")
+		},
+	})
+}
+
+type refusingResolver struct{}
+
+func (refusingResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	return nil, errors.New("test resolver: no DNS")
 }
 
 type syncBuffer struct {
@@ -218,13 +266,19 @@ func setup(t testing.TB, so ...setupOpts) *bundle {
 	}
 	fake := newFakeProvider()
 	fake.plain = o.plain
+	models := []gen.Model{
+		{ID: "z-image-turbo", Aliases: []string{"dall-e-3"}, Backends: []string{"fake"},
+			Description: "test model", Demo: true, Created: time.Unix(1763500000, 0)},
+		{ID: "black-forest-labs/flux.1-dev:v2", Backends: []string{"fake"}, Created: time.Unix(1763500001, 0)},
+	}
+	backends := []gen.Backend{{Name: "fake", Provider: fake, Concurrency: 4}}
+	if o.textOnly {
+		backends = append(backends, gen.Backend{Name: "fake-t2i", Provider: textOnlyProvider{fake}, Concurrency: 4})
+		models = append(models, gen.Model{ID: textOnlyModel, Backends: []string{"fake-t2i"}, Created: time.Unix(1763500002, 0)})
+	}
 	svc, err := gen.NewService(gen.Options{
-		Backends: []gen.Backend{{Name: "fake", Provider: fake, Concurrency: 4}},
-		Models: []gen.Model{
-			{ID: "z-image-turbo", Aliases: []string{"dall-e-3"}, Backends: []string{"fake"},
-				Description: "test model", Demo: true, Created: time.Unix(1763500000, 0)},
-			{ID: "black-forest-labs/flux.1-dev:v2", Backends: []string{"fake"}, Created: time.Unix(1763500001, 0)},
-		},
+		Backends:   backends,
+		Models:     models,
 		Blobs:      bucket,
 		Logger:     log,
 		Attempts:   1,
@@ -242,6 +296,10 @@ func setup(t testing.TB, so ...setupOpts) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fetcher := o.fetcher
+	if fetcher == nil && !o.defaultFetcher {
+		fetcher = noNetworkFetcher()
+	}
 	hb := o.heartbeat
 	if hb == 0 {
 		hb = time.Minute
@@ -252,6 +310,9 @@ func setup(t testing.TB, so ...setupOpts) *bundle {
 		DefaultResponseFormat: o.defaultFormat,
 		MaxPromptChars:        o.maxPromptChars,
 		Heartbeat:             hb,
+		Fetcher:               fetcher,
+		MaxImageBytes:         o.maxImageBytes,
+		MaxUploadBytes:        o.maxUploadBytes,
 		Logger:                log,
 	})
 	if err != nil {

@@ -168,6 +168,14 @@ type Capabilities struct {
 	ImageToImage bool `json:"image_to_image"`
 	// MaxInputImages is the most input images one edit can take.
 	MaxInputImages int `json:"max_input_images,omitempty"`
+	// MaxInputPixels is the largest width*height of an input image the
+	// backend takes; easel scales larger inputs down (keeping the aspect
+	// ratio) before the provider sees them. 0 means no limit.
+	MaxInputPixels int `json:"max_input_pixels,omitempty"`
+	// InputFormats lists the input image formats the backend takes ("png",
+	// "jpeg", "webp", "gif"); easel converts other inputs to PNG (or the
+	// first listed format). Empty means any of png, jpeg and webp.
+	InputFormats []string `json:"input_formats,omitempty"`
 	// MaxN is how many images one Generate call can produce; the runner
 	// fans out beyond it. 0 means 1.
 	MaxN int `json:"max_n"`

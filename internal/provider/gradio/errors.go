@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"net"
 	"net/http"
@@ -13,13 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
-
-// maxMessageLen bounds upstream text copied into error messages.
-const maxMessageLen = 500
 
 // newRequest builds an upstream request carrying easel's identity and, when
 // configured, the token. Every upstream call goes through here so that no
@@ -43,16 +39,6 @@ func (p *Provider) sameHost(req *http.Request) bool {
 	return p.baseURL != nil && strings.EqualFold(p.baseURL.Host, req.URL.Host) && p.baseURL.Scheme == req.URL.Scheme
 }
 
-// readLimited reads at most limit bytes of r; tooBig reports that more
-// followed (the extra bytes are not kept).
-func readLimited(r io.Reader, limit int64) (body []byte, tooBig bool, err error) {
-	body, err = io.ReadAll(io.LimitReader(r, limit+1))
-	if int64(len(body)) > limit {
-		return body[:limit], true, err
-	}
-	return body, false, err
-}
-
 // transportError classifies a failed round trip. Only failures that
 // provably happened before the request left (DNS, refused connection) are
 // marked NotStarted.
@@ -61,7 +47,7 @@ func transportError(ctx context.Context, err error) error {
 		if cerr := context.Cause(ctx); errors.Is(cerr, context.DeadlineExceeded) {
 			return &provider.Error{Kind: provider.KindTimeout, Message: "the upstream did not answer in time", Err: err}
 		}
-		return canceledError(ctx, "calling the upstream")
+		return upstream.CanceledError(ctx, "calling the upstream")
 	}
 	var dnsErr *net.DNSError
 	var opErr *net.OpError
@@ -69,19 +55,6 @@ func transportError(ctx context.Context, err error) error {
 		return &provider.Error{Kind: provider.KindUnavailable, Message: "cannot connect to the upstream", NotStarted: true, Err: err}
 	}
 	return &provider.Error{Kind: provider.KindUnavailable, Message: "the upstream connection failed", Err: err}
-}
-
-// canceledError reports that ctx ended, wrapping its cause. A deadline is a
-// timeout rather than a cancellation, so the runner reports it as such.
-func canceledError(ctx context.Context, doing string) error {
-	cause := context.Cause(ctx)
-	if cause == nil {
-		cause = context.Canceled
-	}
-	if errors.Is(cause, context.DeadlineExceeded) {
-		return &provider.Error{Kind: provider.KindTimeout, Message: "job deadline exceeded while " + doing, Err: cause}
-	}
-	return &provider.Error{Kind: provider.KindCanceled, Message: "canceled while " + doing, Err: cause}
 }
 
 // statusError maps a non-2xx answer to a typed error. notStarted says the
@@ -94,7 +67,7 @@ func statusError(resp *http.Response, body []byte, notStarted bool) error {
 	switch {
 	case code == http.StatusTooManyRequests:
 		e.Kind, e.Message, e.NotStarted = provider.KindRateLimited, "the upstream is rate limiting requests", true
-		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		e.RetryAfter = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		e.Kind, e.NotStarted = provider.KindConfig, notStarted
 		e.Message = fmt.Sprintf("the upstream refused authorization (HTTP %d): check the backend's token", code)
@@ -104,7 +77,7 @@ func statusError(resp *http.Response, body []byte, notStarted bool) error {
 	case code == http.StatusServiceUnavailable:
 		e.Kind, e.NotStarted = provider.KindUnavailable, notStarted
 		e.Message = "the upstream is unavailable (HTTP 503)"
-		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		e.RetryAfter = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	case code >= 500:
 		e.Kind, e.NotStarted = provider.KindUnavailable, notStarted
 		e.Message = fmt.Sprintf("the upstream failed (HTTP %d)", code)
@@ -131,7 +104,7 @@ func bodyMessage(body []byte) string {
 	if json.Unmarshal(body, &env) == nil && len(env.Detail) > 0 {
 		var s string
 		if json.Unmarshal(env.Detail, &s) == nil {
-			return clip(stripHTML(s))
+			return upstream.PlainText(s)
 		}
 		var list []map[string]any
 		if json.Unmarshal(env.Detail, &list) == nil {
@@ -151,110 +124,22 @@ func bodyMessage(body []byte) string {
 					m = strings.Join(parts, ".") + ": " + m
 				}
 				if m != "" {
-					msgs = append(msgs, stripHTML(m))
+					msgs = append(msgs, upstream.StripHTML(m))
 				}
 			}
-			return clip(strings.Join(msgs, "; "))
+			return upstream.Clip(strings.Join(msgs, "; "), upstream.MaxMessageLen)
 		}
 		var obj map[string]any
 		if json.Unmarshal(env.Detail, &obj) == nil {
 			if s, ok := obj["error"].(string); ok {
-				return clip(stripHTML(s))
+				return upstream.PlainText(s)
 			}
 		}
 	}
 	if s, ok := env.Error.(string); ok && s != "" {
-		return clip(stripHTML(s))
+		return upstream.PlainText(s)
 	}
-	return clip(stripHTML(string(body)))
-}
-
-// clip bounds text for messages, cutting on a rune boundary.
-func clip(s string) string {
-	if len(s) <= maxMessageLen {
-		return s
-	}
-	cut := maxMessageLen
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-// stripHTML removes tags and decodes entities so upstream text (ZeroGPU
-// messages embed links, proxies send whole pages) is safe to show as text.
-// A '<' not followed by a tag-like character is kept as text.
-func stripHTML(s string) string {
-	var b strings.Builder
-	skipUntil := "" // non-empty inside <script>/<style> content
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c == '<' && i+1 < len(s) && isTagStart(s[i+1]) {
-			end := strings.IndexByte(s[i:], '>')
-			if end < 0 {
-				break // unterminated tag: drop the rest
-			}
-			tag := strings.ToLower(s[i+1 : i+end])
-			i += end + 1
-			if skipUntil != "" {
-				if strings.HasPrefix(tag, "/"+skipUntil) {
-					skipUntil = ""
-				}
-				continue
-			}
-			if strings.HasPrefix(tag, "script") || strings.HasPrefix(tag, "style") {
-				skipUntil = strings.Fields(tag + " ")[0]
-				skipUntil = strings.TrimSuffix(skipUntil, "/")
-				continue
-			}
-			if isBlockTag(tag) {
-				b.WriteByte(' ')
-			}
-			continue
-		}
-		if skipUntil == "" {
-			b.WriteByte(c)
-		}
-		i++
-	}
-	return strings.Join(strings.Fields(html.UnescapeString(b.String())), " ")
-}
-
-func isTagStart(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '/' || c == '!' || c == '?'
-}
-
-func isBlockTag(tag string) bool {
-	name := strings.TrimPrefix(tag, "/")
-	if f := strings.Fields(name); len(f) > 0 {
-		name = strings.TrimSuffix(f[0], "/")
-	}
-	switch name {
-	case "br", "p", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "title", "body", "head", "html", "ul", "ol", "table", "hr":
-		return true
-	}
-	return false
-}
-
-// parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.
-// Unparseable or past values give 0.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return time.Duration(min(n, 24*3600)) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return min(d.Round(time.Second), 24*time.Hour)
-		}
-	}
-	return 0
+	return upstream.PlainText(string(body))
 }
 
 var retryInRE = regexp.MustCompile(`(?i)(?:try again|retry) in (\d{1,3}):(\d{1,2}):(\d{1,2})`)
@@ -274,11 +159,11 @@ func parseRetryIn(msg string) time.Duration {
 // appError classifies a process_completed with success:false. msg is the
 // error text (nil when the Space hides it), title the error title.
 func appError(msg *string, title string) *provider.Error {
-	title = stripHTML(title)
+	title = upstream.StripHTML(title)
 	if msg == nil {
 		return &provider.Error{Kind: provider.KindUpstream, Message: "upstream error (details hidden by the Space)", Title: title}
 	}
-	text := clip(stripHTML(*msg))
+	text := upstream.PlainText(*msg)
 	e := &provider.Error{Kind: provider.KindUpstream, Message: text, Title: title}
 	lower := strings.ToLower(text)
 	switch {

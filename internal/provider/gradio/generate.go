@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // cancelTimeout bounds the best-effort cancel and reset calls made after
@@ -37,7 +38,7 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 		emit = func(provider.Event) {}
 	}
 	if ctx.Err() != nil {
-		return nil, canceledError(ctx, "starting")
+		return nil, upstream.CanceledError(ctx, "starting")
 	}
 	if err := p.checkRequest(req); err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 				// The client left while the join was in flight: the Space
 				// has the event now, so tell it to drop the work.
 				p.cancelUpstream(ctx, sp, ep, session, eventID)
-				return nil, canceledError(ctx, "joining the queue")
+				return nil, upstream.CanceledError(ctx, "joining the queue")
 			}
 			break
 		}
@@ -126,7 +127,7 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 			p.cancelUpstream(ctx, sp, ep, session, eventID)
 		}
 		if ctx.Err() != nil {
-			return nil, canceledError(ctx, "waiting for the upstream")
+			return nil, upstream.CanceledError(ctx, "waiting for the upstream")
 		}
 		return nil, err
 	}
@@ -145,7 +146,7 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 		img, err := p.fetchImage(ctx, sp, f)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, canceledError(ctx, "downloading the result")
+				return nil, upstream.CanceledError(ctx, "downloading the result")
 			}
 			return nil, err
 		}
@@ -230,14 +231,14 @@ func (p *Provider) join(ctx context.Context, sp *spaceState, ep *endpoint, data 
 		return "", transportError(ctx, err)
 	}
 	defer resp.Body.Close()
-	rb, tooBig, rerr := readLimited(resp.Body, maxSmallBody)
+	rb, tooBig, rerr := upstream.ReadLimited(resp.Body, maxSmallBody)
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusServiceUnavailable:
 		// Gradio's queue-full answer carries no Retry-After; leave it zero
 		// so the runner's own short backoff paces retries, and the HTTP
 		// layer suggests a default wait to the client.
-		ra := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		ra := upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return "", &provider.Error{Kind: provider.KindUnavailable, Message: "backend queue is full", RetryAfter: ra, NotStarted: true,
 			Err: fmt.Errorf("HTTP 503 from join: %s", bodyMessage(rb))}
 	case http.StatusInternalServerError:
@@ -292,7 +293,7 @@ func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID 
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		body, _, _ := readLimited(resp.Body, maxSmallBody)
+		body, _, _ := upstream.ReadLimited(resp.Body, maxSmallBody)
 		return nil, true, statusError(resp, body, false)
 	}
 	ir := newIdleReader(resp.Body, timer, stall)
@@ -307,7 +308,7 @@ func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID 
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
-				return nil, true, canceledError(ctx, "waiting for the upstream")
+				return nil, true, upstream.CanceledError(ctx, "waiting for the upstream")
 			case errors.Is(context.Cause(sctx), errStalled):
 				return nil, true, &provider.Error{Kind: provider.KindTimeout, Message: fmt.Sprintf("upstream sent nothing for %s", stall), Err: errStalled}
 			case errors.Is(err, errLineTooLong):
@@ -356,11 +357,11 @@ func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID 
 			if m.Log == nil {
 				continue
 			}
-			text := stripHTML(*m.Log)
+			text := upstream.StripHTML(*m.Log)
 			if m.Title != nil && *m.Title != "" {
-				text = stripHTML(*m.Title) + ": " + text
+				text = upstream.StripHTML(*m.Title) + ": " + text
 			}
-			emit(provider.Event{Type: provider.EventLog, Index: index, Message: clip(text)})
+			emit(provider.Event{Type: provider.EventLog, Index: index, Message: upstream.Clip(text, upstream.MaxMessageLen)})
 		case "process_generating":
 			var f *fileRef
 			generated, f = previewFile(generated, m.Output, outIdx, p.cfg.Output.Kind, sp.protocol != "sse_v1")
@@ -387,7 +388,7 @@ func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID 
 		case "unexpected_error":
 			text := ""
 			if m.Message != nil {
-				text = clip(stripHTML(*m.Message))
+				text = upstream.PlainText(*m.Message)
 			}
 			kind := provider.KindUpstream
 			if strings.Contains(strings.ToLower(text), "server stopped") {
@@ -406,7 +407,7 @@ func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID 
 // streamError classifies a failure to open the stream.
 func (p *Provider) streamError(ctx, sctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return canceledError(ctx, "opening the upstream stream")
+		return upstream.CanceledError(ctx, "opening the upstream stream")
 	}
 	if errors.Is(context.Cause(sctx), errStalled) {
 		return &provider.Error{Kind: provider.KindTimeout, Message: fmt.Sprintf("upstream sent nothing for %s", p.cfg.StallTimeout), Err: errStalled}
@@ -441,7 +442,7 @@ func progressEvent(units []progressUnit, index int) (provider.Event, bool) {
 		ev.Unit = *u.Unit
 	}
 	if u.Desc != nil && strings.TrimSpace(*u.Desc) != "" {
-		ev.Unit = stripHTML(*u.Desc)
+		ev.Unit = upstream.StripHTML(*u.Desc)
 	}
 	return ev, true
 }
@@ -499,7 +500,7 @@ func (p *Provider) cancelUpstream(ctx context.Context, sp *spaceState, ep *endpo
 			p.log.Warn("gradio "+path+" failed", "event_id", eventID, "err", err)
 			return
 		}
-		_, _, _ = readLimited(resp.Body, maxSmallBody)
+		_, _, _ = upstream.ReadLimited(resp.Body, maxSmallBody)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			p.log.Warn("gradio "+path+" refused", "event_id", eventID, "status", resp.StatusCode)

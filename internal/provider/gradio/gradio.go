@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -78,36 +78,14 @@ func New(name string, cfg Config, opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring gradio backend %q: %w", name, err)
 	}
-	p := &Provider{name: name, cfg: cfg, base: base, client: opts.HTTPClient, ua: opts.UserAgent, log: opts.Logger}
+	p := &Provider{name: name, cfg: cfg, base: base}
 	if p.baseURL, err = url.Parse(base); err != nil {
 		return nil, fmt.Errorf("configuring gradio backend %q: %w", name, err)
 	}
-	if p.client == nil {
-		p.client = defaultClient()
-		p.ownClient = true
-	}
-	if p.ua == "" {
-		p.ua = "easel"
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
-	p.log = p.log.With("backend", name)
+	p.client, p.ownClient = upstream.ClientOr(opts.HTTPClient)
+	p.ua = upstream.UserAgentOr(opts.UserAgent)
+	p.log = upstream.BackendLogger(opts.Logger, name)
 	return p, nil
-}
-
-func defaultClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}}
 }
 
 // Close releases idle connections of the provider's own HTTP client.

@@ -10,12 +10,13 @@ import (
 	"math/big"
 	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"path"
 	"strconv"
 	"strings"
 
+	"github.com/easelgw/easel/internal/imageio"
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // maxSeed is the largest seed sent when easel picks one itself: Spaces
@@ -394,27 +395,12 @@ func coerceString(s, typ string) (any, error) {
 	return coerce(f, typ)
 }
 
-// extForMIME maps an input image type to the file extension Gradio uses
-// to pick the save format.
-func extForMIME(mime string) string {
-	switch mime {
-	case "image/png":
-		return ".png"
-	case "image/jpeg":
-		return ".jpg"
-	case "image/webp":
-		return ".webp"
-	case "image/gif":
-		return ".gif"
-	}
-	return ""
-}
-
 // uploadName gives a safe file name whose extension matches the bytes.
 func uploadName(img provider.InputImage, i int) string {
-	ext := extForMIME(img.MIME)
+	ext := upstream.FileExt(img.MIME)
 	if ext == "" {
-		ext = extForMIME(sniffMIME(img.Data))
+		sniffed, _ := imageio.Sniff(img.Data)
+		ext = upstream.FileExt(sniffed)
 	}
 	name := path.Base(strings.ReplaceAll(img.Name, "\\", "/"))
 	if name == "." || name == "/" || name == "" {
@@ -444,18 +430,7 @@ func (p *Provider) upload(ctx context.Context, sp *spaceState, imgs []provider.I
 	names := make([]string, len(imgs))
 	for i, img := range imgs {
 		names[i] = uploadName(img, i)
-		h := make(textproto.MIMEHeader)
-		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="files"; filename=%q`, names[i]))
-		ct := img.MIME
-		if ct == "" {
-			ct = "application/octet-stream"
-		}
-		h.Set("Content-Type", ct)
-		w, err := mw.CreatePart(h)
-		if err != nil {
-			return nil, fmt.Errorf("building the upload: %w", err)
-		}
-		if _, err := w.Write(img.Data); err != nil {
+		if err := upstream.WriteFilePart(mw, "files", names[i], img.MIME, img.Data); err != nil {
 			return nil, fmt.Errorf("building the upload: %w", err)
 		}
 	}
@@ -474,7 +449,7 @@ func (p *Provider) upload(ctx context.Context, sp *spaceState, imgs []provider.I
 		return nil, transportError(ctx, err)
 	}
 	defer resp.Body.Close()
-	body, tooBig, rerr := readLimited(resp.Body, maxSmallBody)
+	body, tooBig, rerr := upstream.ReadLimited(resp.Body, maxSmallBody)
 	if resp.StatusCode != http.StatusOK {
 		return nil, statusError(resp, body, true)
 	}

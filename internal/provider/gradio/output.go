@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/easelgw/easel/internal/imageio"
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // fileRef is an output file as the completion names it.
@@ -250,8 +252,8 @@ func (p *Provider) fetchImage(ctx context.Context, sp *spaceState, f fileRef) (p
 	if err != nil {
 		return provider.Image{}, err
 	}
-	mime := sniffMIME(data)
-	if mime == "" {
+	mime, ok := imageio.Sniff(data)
+	if !ok {
 		return provider.Image{}, provider.Errorf(provider.KindProtocol, "the upstream returned a file that is not a PNG, JPEG, WebP or GIF image (%d bytes)", len(data))
 	}
 	return provider.Image{Data: data, MIME: mime}, nil
@@ -272,7 +274,7 @@ func (p *Provider) download(ctx context.Context, u string) ([]byte, error) {
 	defer resp.Body.Close()
 	limit := p.cfg.MaxResultBytes
 	if resp.StatusCode != http.StatusOK {
-		body, _, _ := readLimited(resp.Body, maxSmallBody)
+		body, _, _ := upstream.ReadLimited(resp.Body, maxSmallBody)
 		e := statusError(resp, body, false).(*provider.Error)
 		if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound {
 			e.Kind = provider.KindUpstream
@@ -283,7 +285,7 @@ func (p *Provider) download(ctx context.Context, u string) ([]byte, error) {
 	if resp.ContentLength > limit {
 		return nil, provider.Errorf(provider.KindUpstream, "the result is %d bytes, over the %d-byte limit", resp.ContentLength, limit)
 	}
-	data, tooBig, err := readLimited(resp.Body, limit)
+	data, tooBig, err := upstream.ReadLimited(resp.Body, limit)
 	if err != nil {
 		return nil, downloadFailure(transportError(ctx, err))
 	}
@@ -344,20 +346,4 @@ func decodeDataURL(u string, limit int64) ([]byte, error) {
 		return nil, provider.Errorf(provider.KindUpstream, "the result exceeds the %d-byte limit", limit)
 	}
 	return []byte(s), nil
-}
-
-// sniffMIME recognises the image formats easel serves by their magic
-// bytes; anything else gives "".
-func sniffMIME(b []byte) string {
-	switch {
-	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
-		return "image/png"
-	case bytes.HasPrefix(b, []byte{0xFF, 0xD8, 0xFF}):
-		return "image/jpeg"
-	case len(b) >= 12 && string(b[:4]) == "RIFF" && string(b[8:12]) == "WEBP":
-		return "image/webp"
-	case bytes.HasPrefix(b, []byte("GIF87a")), bytes.HasPrefix(b, []byte("GIF89a")):
-		return "image/gif"
-	}
-	return ""
 }

@@ -158,49 +158,6 @@ func TestBaseURL(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"30", 30 * time.Second},
-		{" 7 ", 7 * time.Second},
-		{"0", 0},
-		{"-5", 0},
-		{"abc", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-		{"99999999", 24 * time.Hour},
-	}
-	for _, tt := range tests {
-		if got := parseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestStripHTML(t *testing.T) {
-	t.Parallel()
-	tests := []struct{ in, want string }{
-		{"plain", "plain"},
-		{`You have exceeded your GPU quota (60s requested vs. 56s left). <a style="x" href="https://huggingface.co/join">Create a free account</a> to get more usage quota.`,
-			"You have exceeded your GPU quota (60s requested vs. 56s left). Create a free account to get more usage quota."},
-		{"a < b &amp; c > d", "a < b & c > d"},
-		{"<html><head><title>429</title><style>p{color:red}</style></head><body><p>Too&nbsp;many</p><script>alert(1)</script>requests</body></html>", "429 Too many requests"},
-		{"line<br>break", "line break"},
-		{"unterminated <b", "unterminated"},
-		{"  spaced \n\t out ", "spaced out"},
-	}
-	for _, tt := range tests {
-		if got := stripHTML(tt.in); got != tt.want {
-			t.Errorf("stripHTML(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestAppError(t *testing.T) {
 	t.Parallel()
 	str := func(s string) *string { return &s }
@@ -490,19 +447,6 @@ func TestDecodeDataURLAndSniff(t *testing.T) {
 	if _, err := decodeDataURL("data:image/png;base64,"+strings.Repeat("A", 400), 100); err == nil {
 		t.Error("oversized data URL accepted")
 	}
-	sniffs := map[string]string{
-		png:                          "image/png",
-		"\xff\xd8\xff\xe0":           "image/jpeg",
-		"RIFF\x00\x00\x00\x00WEBPVP": "image/webp",
-		"GIF89a...":                  "image/gif",
-		"<html>":                     "",
-		"":                           "",
-	}
-	for in, want := range sniffs {
-		if got := sniffMIME([]byte(in)); got != want {
-			t.Errorf("sniffMIME(%q) = %q, want %q", in, got, want)
-		}
-	}
 }
 
 func TestNewValidation(t *testing.T) {
@@ -582,6 +526,12 @@ func TestUploadName(t *testing.T) {
 		{provider.InputImage{Name: "cat.jpeg", MIME: "image/jpeg"}, "cat.jpeg"},
 		{provider.InputImage{Name: "../../etc/x.txt", MIME: "image/webp"}, "x.webp"},
 		{provider.InputImage{Data: []byte("GIF89a"), Name: ""}, "image0.gif"},
+		// Without a MIME type the extension comes from the bytes.
+		{provider.InputImage{Data: []byte("\x89PNG\r\n\x1a\n"), Name: "drawing"}, "drawing.png"},
+		{provider.InputImage{Data: []byte("\xff\xd8\xff\xe0"), Name: "photo"}, "photo.jpg"},
+		{provider.InputImage{Data: []byte("RIFF\x00\x00\x00\x00WEBPVP"), Name: "x.bin"}, "x.webp"},
+		{provider.InputImage{Data: []byte("<html>"), Name: "page"}, "page"},
+		{provider.InputImage{Name: "empty"}, "empty"},
 	}
 	for _, tt := range tests {
 		if got := uploadName(tt.img, 0); got != tt.want {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // Body limits for upstream answers that are not image files.
@@ -208,7 +209,7 @@ func (p *Provider) loadSpace(ctx context.Context, force bool) (*spaceState, erro
 		}
 		return r.Val.(*spaceState), nil
 	case <-ctx.Done():
-		return nil, canceledError(ctx, "waiting for the app's /config")
+		return nil, upstream.CanceledError(ctx, "waiting for the app's /config")
 	}
 }
 
@@ -278,7 +279,7 @@ func (p *Provider) getJSON(ctx context.Context, u string, limit int64) ([]byte, 
 		return nil, transportError(ctx, err)
 	}
 	defer resp.Body.Close()
-	body, tooBig, err := readLimited(resp.Body, limit)
+	body, tooBig, err := upstream.ReadLimited(resp.Body, limit)
 	if resp.StatusCode != http.StatusOK {
 		return nil, statusError(resp, body, true)
 	}

@@ -40,6 +40,14 @@ type Config struct {
 	// MaxInputImages is the most input images one job takes. Default 1
 	// with a field from image, 4 with a field from images.
 	MaxInputImages int `yaml:"max_input_images,omitempty"`
+	// MaxInputPixels is the largest width*height of an input image the
+	// upstream takes; easel scales larger inputs down first. 0 means no
+	// limit.
+	MaxInputPixels int `yaml:"max_input_pixels,omitempty"`
+	// InputFormats lists the input formats the upstream takes ("png",
+	// "jpeg", "webp", "gif"); easel converts other inputs. Empty means png,
+	// jpeg and webp.
+	InputFormats []string `yaml:"input_formats,omitempty"`
 	// MaxN is how many images one job produces at most (default 1; set
 	// it higher only with a submit field from n).
 	MaxN int `yaml:"max_n,omitempty"`
@@ -132,11 +140,13 @@ type PollConfig struct {
 	// Method is the HTTP method (default GET; only GET is allowed, so that
 	// a poll can always be repeated safely).
 	Method string `yaml:"method,omitempty"`
-	// CodePath and CodeOK work as in AcceptConfig: a poll answer whose
-	// code is not OK ends the job as failed, except RateLimitCodes, which
-	// delay the next poll.
-	CodePath string   `yaml:"code_path,omitempty"`
-	CodeOK   []string `yaml:"code_ok,omitempty"`
+	// CodePath locates a body-level status code, as in AcceptConfig. A
+	// poll answer whose code is not OK ends the job as failed, except
+	// RateLimitCodes, which delay the next poll.
+	CodePath string `yaml:"code_path,omitempty"`
+	// CodeOK lists the values of CodePath that mean success; required
+	// with CodePath.
+	CodeOK []string `yaml:"code_ok,omitempty"`
 	// RateLimitCodes lists body codes that mean "poll less often"
 	// (default "429").
 	RateLimitCodes []string `yaml:"rate_limit_codes,omitempty"`

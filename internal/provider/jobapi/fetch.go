@@ -10,6 +10,7 @@ import (
 
 	"github.com/easelgw/easel/internal/imageio"
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // fetchRetryBase is the wait before the second download attempt; each
@@ -65,7 +66,7 @@ func (p *Provider) fetchOne(ctx context.Context, id, raw string) (provider.Image
 	for attempt := 1; attempt <= p.cfg.Fetch.Attempts; attempt++ {
 		if attempt > 1 {
 			if err := p.sleep(ctx, wait); err != nil {
-				return provider.Image{}, canceledError(ctx, "downloading the result")
+				return provider.Image{}, upstream.CanceledError(ctx, "downloading the result")
 			}
 			wait *= 2
 		}
@@ -101,7 +102,7 @@ func retryAfterOf(err error) (time.Duration, bool) {
 func (p *Provider) download(ctx context.Context, u *url.URL) (img provider.Image, retry bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
-	req, err := p.newRequest(cctx, http.MethodGet, u.String(), nil, false)
+	req, err := p.newRequest(cctx, http.MethodGet, u.String(), nil, callFetch)
 	if err != nil {
 		return img, false, err
 	}
@@ -126,14 +127,14 @@ func (p *Provider) download(ctx context.Context, u *url.URL) (img provider.Image
 		return img, false, &provider.Error{Kind: provider.KindProtocol,
 			Message: fmt.Sprintf("upstream response too large: the result is %d bytes, over the %d-byte limit", resp.ContentLength, limit)}
 	}
-	data, tooBig, err := readLimited(resp.Body, limit)
+	data, tooBig, err := upstream.ReadLimited(resp.Body, limit)
 	if tooBig {
 		return img, false, &provider.Error{Kind: provider.KindProtocol,
 			Message: fmt.Sprintf("upstream response too large: the result exceeds the %d-byte limit", limit)}
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return img, false, canceledError(ctx, "downloading the result")
+			return img, false, upstream.CanceledError(ctx, "downloading the result")
 		}
 		return img, true, &provider.Error{Kind: provider.KindUpstream, Message: "the result download broke off", Err: err}
 	}

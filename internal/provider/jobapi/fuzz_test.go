@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // FuzzPath parses arbitrary paths and walks them over a fixed document:
@@ -74,7 +75,7 @@ func FuzzParsePoll(f *testing.F) {
 		if st.progress != -1 && (st.progress < 0 || st.progress > 1) {
 			t.Fatalf("progress %v out of range", st.progress)
 		}
-		if len(st.message) > maxMessageLen+len("code ")+64+len("…")+maxMessageLen {
+		if len(st.message) > upstream.MaxMessageLen+len("code ")+64+len("…")+upstream.MaxMessageLen {
 			t.Fatalf("message of %d bytes", len(st.message))
 		}
 	})

@@ -265,3 +265,85 @@ func TestHugeResults(t *testing.T) {
 		})
 	}
 }
+
+func TestSubmitHTTPStatuses(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		status     int
+		header     string
+		body       string
+		kind       provider.ErrorKind
+		notStarted bool
+		retryAfter time.Duration
+		contains   string
+	}{
+		{401, "", `{"error":{"message":"bad key"}}`, provider.KindConfig, true, 0, "bad key"},
+		{404, "", "nope", provider.KindConfig, true, 0, "submit.url"},
+		{413, "", "<h1>Too big</h1>", provider.KindBadRequest, true, 0, "Too big"},
+		{503, "12", "busy", provider.KindUnavailable, true, 12 * time.Second, "HTTP 503"},
+		{502, "", "bad gateway", provider.KindUnavailable, false, 0, "HTTP 502"},
+		{418, "", "teapot", provider.KindUpstream, false, 0, "HTTP 418"},
+		{200, "", `{"id": ""}`, provider.KindProtocol, false, 0, "not a usable id"},
+	}
+	for _, tc := range cases {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tc.header != "" {
+				w.Header().Set("Retry-After", tc.header)
+			}
+			w.WriteHeader(tc.status)
+			_, _ = io.WriteString(w, tc.body)
+		}))
+		cfg := genericConfigNoKey(srv.URL)
+		cfg.Accept.OKStatus = nil
+		p := newTestProvider(t, cfg, newVClock(), Options{})
+		_, err := p.Generate(context.Background(), &provider.Request{Prompt: "p", N: 1}, nil)
+		srv.Close()
+		pe := providerError(t, err)
+		if pe.Kind != tc.kind || pe.NotStarted != tc.notStarted || pe.RetryAfter != tc.retryAfter || !strings.Contains(pe.Message, tc.contains) {
+			t.Errorf("HTTP %d: %v (kind %v, not started %v, retry after %v), want %v %v %v containing %q",
+				tc.status, err, pe.Kind, pe.NotStarted, pe.RetryAfter, tc.kind, tc.notStarted, tc.retryAfter, tc.contains)
+		}
+	}
+}
+
+// TestSendAuthSameOriginOnly: with fetch.send_auth, a result on the API's
+// own host gets the key, a result elsewhere still does not.
+func TestSendAuthSameOriginOnly(t *testing.T) {
+	t.Parallel()
+	png := pngBytes(t, 4, 4)
+	var mu sync.Mutex
+	auth := map[string]string{}
+	serveFile := func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth[r.Host+r.URL.Path] = r.Header.Get("Authorization")
+		mu.Unlock()
+		_, _ = w.Write(png)
+	}
+	other := httptest.NewServer(http.HandlerFunc(serveFile))
+	defer other.Close()
+	// The first URL is relative: it resolves against the poll URL.
+	api := &jsonAPI{states: []string{"succeeded"}, outputs: `["/files/own.png", "` + other.URL + `/files/other.png"]`}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api.handler(t))
+	mux.HandleFunc("GET /files/", serveFile)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	cfg := genericConfig(srv.URL)
+	cfg.Fetch.SendAuth = true
+	if err := cfg.ResolveEnv(func(string) (string, bool) { return "Bearer k", true }); err != nil {
+		t.Fatal(err)
+	}
+	p := newTestProvider(t, cfg, newVClock(), Options{})
+	res, err := p.Generate(context.Background(), &provider.Request{Prompt: "p", N: 2}, nil)
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	if len(res.Images) != 2 {
+		t.Fatalf("%d images", len(res.Images))
+	}
+	own := strings.TrimPrefix(srv.URL, "http://") + "/files/own.png"
+	far := strings.TrimPrefix(other.URL, "http://") + "/files/other.png"
+	if diff := cmp.Diff(map[string]string{own: "Bearer k", far: ""}, auth); diff != "" {
+		t.Errorf("Authorization per result (-want +got):\n%s", diff)
+	}
+}

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -32,6 +31,7 @@ import (
 	"time"
 
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // Options carries the process-wide dependencies of a Provider.
@@ -97,9 +97,6 @@ func New(name string, cfg Config, opts Options) (*Provider, error) {
 	p := &Provider{
 		name:   name,
 		cfg:    cfg,
-		client: opts.HTTPClient,
-		ua:     opts.UserAgent,
-		log:    opts.Logger,
 		onID:   opts.OnUpstreamID,
 		paths:  paths,
 		done:   lowerSet(cfg.Poll.DoneValues),
@@ -108,32 +105,10 @@ func New(name string, cfg Config, opts Options) (*Provider, error) {
 		sleep:  sleepCtx,
 	}
 	p.submitURL, _ = url.Parse(cfg.Submit.URL) // validated above
-	if p.client == nil {
-		p.client = defaultClient()
-		p.ownClient = true
-	}
-	if p.ua == "" {
-		p.ua = "easel"
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
-	p.log = p.log.With("backend", name)
+	p.client, p.ownClient = upstream.ClientOr(opts.HTTPClient)
+	p.ua = upstream.UserAgentOr(opts.UserAgent)
+	p.log = upstream.BackendLogger(opts.Logger, name)
 	return p, nil
-}
-
-func defaultClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   16,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}}
 }
 
 // sleepCtx waits for d or until ctx ends, whichever comes first.
@@ -179,6 +154,8 @@ func (p *Provider) Capabilities() provider.Capabilities {
 	}
 	if c.ImageToImage {
 		c.MaxInputImages = p.cfg.MaxInputImages
+		c.MaxInputPixels = p.cfg.MaxInputPixels
+		c.InputFormats = append([]string(nil), p.cfg.InputFormats...)
 	}
 	c.TextToImage = !p.cfg.RequiresImage
 	c.AspectRatios = append([]string(nil), p.cfg.AspectRatios...)
@@ -192,7 +169,7 @@ func (p *Provider) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
 	origin := &url.URL{Scheme: p.submitURL.Scheme, Host: p.submitURL.Host, Path: "/"}
-	req, err := p.newRequest(ctx, http.MethodHead, origin.String(), nil, false)
+	req, err := p.newRequest(ctx, http.MethodHead, origin.String(), nil, callCheck)
 	if err != nil {
 		return err
 	}
@@ -205,23 +182,36 @@ func (p *Provider) Check(ctx context.Context) error {
 	return nil
 }
 
+// callKind says which headers a request carries.
+type callKind int
+
+const (
+	// callAPI is a submit or a poll: API headers and secrets.
+	callAPI callKind = iota
+	// callFetch is a result download: fetch headers, and the secrets only
+	// where Fetch.SendAuth allows.
+	callFetch
+	// callCheck is the reachability probe: nothing but the User-Agent.
+	callCheck
+)
+
 // newRequest builds an upstream request carrying easel's honest
-// User-Agent. api marks a call to the job API itself (submit, poll), which
-// gets the configured API headers and secrets; downloads get the fetch
-// headers, and the secrets only where Fetch.SendAuth allows.
-func (p *Provider) newRequest(ctx context.Context, method, u string, body io.Reader, api bool) (*http.Request, error) {
+// User-Agent and the headers kind calls for. Every upstream call goes
+// through here so that no call can pick up a header it should not carry.
+func (p *Provider) newRequest(ctx context.Context, method, u string, body io.Reader, kind callKind) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, &provider.Error{Kind: provider.KindConfig, Message: "building the upstream request failed", NotStarted: true, Err: err}
 	}
-	if api {
+	switch kind {
+	case callAPI:
 		for k, v := range p.cfg.Submit.Headers {
 			req.Header.Set(k, v)
 		}
 		for k, v := range p.cfg.Submit.SecretHeaders {
 			req.Header.Set(k, v)
 		}
-	} else {
+	case callFetch:
 		for k, v := range p.cfg.Fetch.Headers {
 			req.Header.Set(k, v)
 		}
@@ -288,7 +278,7 @@ func validate(name string, cfg *Config) (compiledPaths, error) {
 		if strings.TrimSpace(f.Name) == "" {
 			add("submit.fields[%d].name is empty", i)
 		}
-		if seen[f.Name] && f.From != "images" {
+		if seen[f.Name] {
 			add("submit.fields[%d]: name %q is used twice", i, f.Name)
 		}
 		seen[f.Name] = true
@@ -332,6 +322,16 @@ func validate(name string, cfg *Config) (compiledPaths, error) {
 	}
 	if cfg.MaxInputImages < 0 {
 		add("max_input_images is negative")
+	}
+	if cfg.MaxInputPixels < 0 {
+		add("max_input_pixels is negative")
+	}
+	for i, f := range cfg.InputFormats {
+		switch f {
+		case "png", "jpeg", "webp", "gif":
+		default:
+			add("input_formats[%d]: %q is not png, jpeg, webp or gif", i, f)
+		}
 	}
 	if hasModel && cfg.Model == "" {
 		add("model: a submit field takes from model, so name the upstream model")

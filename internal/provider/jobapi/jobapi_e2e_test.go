@@ -496,8 +496,10 @@ func TestCancelDuringWaitReturnsAtOnce(t *testing.T) {
 	}
 }
 
+// TestDeadlineRealTime runs the deadline on the real clock (the exact poll
+// count of a never-finishing job is asserted on virtual time in
+// TestFaults); not in parallel, so that load does not blur the timing.
 func TestDeadlineRealTime(t *testing.T) {
-	t.Parallel()
 	srv := jobapitest.New(jobapitest.Options{NeverFinish: true})
 	defer srv.Close()
 	cfg := fakeConfig(t, srv, PresetAIImageToImage)
@@ -517,9 +519,9 @@ func TestDeadlineRealTime(t *testing.T) {
 		t.Errorf("gave up after %v, want just past 400ms", elapsed)
 	}
 	// Waits of 50, 75, then 100 ms (the cap): polls at .05 .125 .225 .325
-	// s and a last one at the .4 s deadline.
-	if got := srv.TotalPolls(); got != 5 {
-		t.Errorf("%d polls, want 5", got)
+	// s and a last one at the .4 s deadline; a late answer may cost one.
+	if got := srv.TotalPolls(); got < 4 || got > 5 {
+		t.Errorf("%d polls, want 5 (4 if an answer came late)", got)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // Generate submits one job for req, follows it to its end and downloads
@@ -23,7 +24,7 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 		return nil, err
 	}
 	if ctx.Err() != nil {
-		return nil, canceledError(ctx, "starting the job")
+		return nil, upstream.CanceledError(ctx, "starting the job")
 	}
 	id, err := p.submit(ctx, req)
 	if err != nil {
@@ -127,7 +128,7 @@ func (p *Provider) follow(ctx context.Context, id string, req *provider.Request,
 			due, final = deadline, true
 		}
 		if err := p.sleep(ctx, due.Sub(p.now())); err != nil {
-			return nil, canceledError(ctx, "waiting for upstream job "+id)
+			return nil, upstream.CanceledError(ctx, "waiting for upstream job "+id)
 		}
 		st, retryAfter, transient, err := p.pollOnce(ctx, id)
 		due = due.Add(sched.next())
@@ -232,7 +233,7 @@ func escapeID(s string) string {
 func (p *Provider) pollOnce(ctx context.Context, id string) (st pollState, retryAfter time.Duration, transient bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
-	hreq, err := p.newRequest(cctx, http.MethodGet, p.pollURL(id), nil, true)
+	hreq, err := p.newRequest(cctx, http.MethodGet, p.pollURL(id), nil, callAPI)
 	if err != nil {
 		return st, 0, false, err
 	}
@@ -245,7 +246,7 @@ func (p *Provider) pollOnce(ctx context.Context, id string) (st pollState, retry
 	raw, err := readAPIBody(resp)
 	if err != nil {
 		if ctx.Err() != nil {
-			return st, 0, false, canceledError(ctx, "polling upstream job "+id)
+			return st, 0, false, upstream.CanceledError(ctx, "polling upstream job "+id)
 		}
 		pe, _ := provider.AsError(err)
 		return st, 0, pe != nil && pe.Kind == provider.KindUnavailable, err

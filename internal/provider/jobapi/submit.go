@@ -8,15 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/easelgw/easel/internal/provider"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // maxAPIBody caps a submit or poll answer: they are small JSON documents,
@@ -88,43 +87,14 @@ func (p *Provider) buildBody(req *provider.Request) ([]byte, string, error) {
 	return buf.Bytes(), mw.FormDataContentType(), nil
 }
 
-// writeFilePart adds one image as a file part labelled with its real type.
+// writeFilePart adds input image i as a file part labelled with its real
+// type, named "image<i>.<ext>" when the client gave no file name.
 func writeFilePart(mw *multipart.Writer, name string, img provider.InputImage, i int) error {
-	mime := img.MIME
-	if mime == "" {
-		mime = "application/octet-stream"
-	}
 	file := img.Name
 	if file == "" {
-		file = "image" + itoa(i) + extOf(mime)
+		file = "image" + itoa(i) + upstream.FileExt(img.MIME)
 	}
-	h := make(textproto.MIMEHeader)
-	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="%s"; filename="%s"`, quoteEscaper.Replace(name), quoteEscaper.Replace(file)))
-	h.Set("Content-Type", mime)
-	w, err := mw.CreatePart(h)
-	if err != nil {
-		return fmt.Errorf("creating part %s: %w", name, err)
-	}
-	if _, err := w.Write(img.Data); err != nil {
-		return fmt.Errorf("writing part %s: %w", name, err)
-	}
-	return nil
-}
-
-var quoteEscaper = strings.NewReplacer("\\", "\\\\", `"`, "\\\"", "\r", "", "\n", "")
-
-func extOf(mime string) string {
-	switch mime {
-	case "image/png":
-		return ".png"
-	case "image/jpeg":
-		return ".jpg"
-	case "image/webp":
-		return ".webp"
-	case "image/gif":
-		return ".gif"
-	}
-	return ""
+	return upstream.WriteFilePart(mw, name, file, img.MIME, img.Data)
 }
 
 func encodeImage(img provider.InputImage, encoding string) string {
@@ -217,8 +187,8 @@ func (p *Provider) aspectRatio(req *provider.Request) string {
 		if len(list) == 0 || contains(list, r) {
 			return r
 		}
-		if w, h, ok := parseRatio(r); ok {
-			if near := NearestAspectRatio(list, w, h); near != "" {
+		if w, h, ok := provider.ParseAspectRatio(r); ok {
+			if near := provider.NearestAspectRatio(list, w, h); near != "" {
 				return near
 			}
 		}
@@ -228,47 +198,11 @@ func (p *Provider) aspectRatio(req *provider.Request) string {
 			g := gcd(req.Width, req.Height)
 			return itoa(req.Width/g) + ":" + itoa(req.Height/g)
 		}
-		if near := NearestAspectRatio(list, req.Width, req.Height); near != "" {
+		if near := provider.NearestAspectRatio(list, req.Width, req.Height); near != "" {
 			return near
 		}
 	}
 	return p.cfg.DefaultAspectRatio
-}
-
-// NearestAspectRatio returns the "W:H" entry of list closest to w:h,
-// compared on a log scale so that 2:1 and 1:2 are equally far from 1:1.
-// Symbolic entries such as "match_input_image" are skipped; "" means no
-// entry is a ratio. Ties go to the earlier entry.
-func NearestAspectRatio(list []string, w, h int) string {
-	if w <= 0 || h <= 0 {
-		return ""
-	}
-	want := math.Log(float64(w) / float64(h))
-	best, bestD := "", math.Inf(1)
-	for _, s := range list {
-		rw, rh, ok := parseRatio(s)
-		if !ok {
-			continue
-		}
-		if d := math.Abs(math.Log(float64(rw)/float64(rh)) - want); d < bestD-1e-9 {
-			best, bestD = s, d
-		}
-	}
-	return best
-}
-
-// parseRatio reads "W:H" with positive terms.
-func parseRatio(s string) (w, h int, ok bool) {
-	l, r, found := strings.Cut(strings.TrimSpace(s), ":")
-	if !found {
-		return 0, 0, false
-	}
-	w, err1 := strconv.Atoi(strings.TrimSpace(l))
-	h, err2 := strconv.Atoi(strings.TrimSpace(r))
-	if err1 != nil || err2 != nil || w <= 0 || h <= 0 || w > 1<<20 || h > 1<<20 {
-		return 0, 0, false
-	}
-	return w, h, true
 }
 
 func gcd(a, b int) int {
@@ -286,7 +220,7 @@ func (p *Provider) submit(ctx context.Context, req *provider.Request) (string, e
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.cfg.RequestTimeout)
 	defer cancel()
-	hreq, err := p.newRequest(cctx, p.cfg.Submit.Method, p.cfg.Submit.URL, bytes.NewReader(body), true)
+	hreq, err := p.newRequest(cctx, p.cfg.Submit.Method, p.cfg.Submit.URL, bytes.NewReader(body), callAPI)
 	if err != nil {
 		return "", err
 	}
@@ -299,7 +233,7 @@ func (p *Provider) submit(ctx context.Context, req *provider.Request) (string, e
 	raw, err := readAPIBody(resp)
 	if err != nil {
 		if ctx.Err() != nil {
-			return "", canceledError(ctx, "reading the submit answer")
+			return "", upstream.CanceledError(ctx, "reading the submit answer")
 		}
 		return "", err
 	}
@@ -312,7 +246,7 @@ func readAPIBody(resp *http.Response) ([]byte, error) {
 	if resp.ContentLength > maxAPIBody {
 		return nil, &provider.Error{Kind: provider.KindProtocol, Message: fmt.Sprintf("the upstream's answer is too large (%d bytes)", resp.ContentLength)}
 	}
-	raw, tooBig, err := readLimited(resp.Body, maxAPIBody)
+	raw, tooBig, err := upstream.ReadLimited(resp.Body, maxAPIBody)
 	if err != nil {
 		return nil, &provider.Error{Kind: provider.KindUnavailable, Message: "reading the upstream's answer failed", Err: err}
 	}
@@ -320,16 +254,6 @@ func readAPIBody(resp *http.Response) ([]byte, error) {
 		return nil, &provider.Error{Kind: provider.KindProtocol, Message: fmt.Sprintf("the upstream's answer is larger than %d bytes", maxAPIBody)}
 	}
 	return raw, nil
-}
-
-// readLimited reads at most limit bytes of r; tooBig reports that more
-// followed (the extra bytes are not kept).
-func readLimited(r io.Reader, limit int64) (body []byte, tooBig bool, err error) {
-	body, err = io.ReadAll(io.LimitReader(r, limit+1))
-	if int64(len(body)) > limit {
-		return body[:limit], true, err
-	}
-	return body, false, err
 }
 
 // decodeJSON parses an answer keeping numbers exact (a code of 200 must
@@ -371,7 +295,7 @@ func (p *Provider) acceptAnswer(resp *http.Response, raw []byte) (string, error)
 		codeText, _ := scalarText(code)
 		switch {
 		case containsText(a.RateLimitCodes, code):
-			ra := parseRetryAfter(resp.Header.Get("Retry-After"), p.now())
+			ra := upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), p.now())
 			if ra == 0 {
 				ra = a.RateLimitRetryAfter
 			}
@@ -420,11 +344,11 @@ func (p *Provider) submitStatusError(resp *http.Response, raw []byte) error {
 	switch {
 	case code == http.StatusTooManyRequests:
 		e.Kind, e.NotStarted = provider.KindRateLimited, true
-		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), p.now())
+		e.RetryAfter = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), p.now())
 		e.Message = withDetail("the upstream is rate limiting requests (HTTP 429)", detail)
 	case code == http.StatusServiceUnavailable:
 		e.Kind, e.NotStarted = provider.KindUnavailable, true
-		e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), p.now())
+		e.RetryAfter = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), p.now())
 		e.Message = withDetail("the upstream is unavailable (HTTP 503)", detail)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		e.Kind, e.NotStarted = provider.KindConfig, true
@@ -490,7 +414,7 @@ func withDetail(msg, detail string) string {
 
 // retryAfterOr returns the Retry-After of resp, or def when it has none.
 func (p *Provider) retryAfterOr(resp *http.Response, def time.Duration) time.Duration {
-	if d := parseRetryAfter(resp.Header.Get("Retry-After"), p.now()); d > 0 {
+	if d := upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), p.now()); d > 0 {
 		return d
 	}
 	return def

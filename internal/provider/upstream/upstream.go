@@ -1,0 +1,119 @@
+// Package upstream holds the helpers every HTTP backend uses: the tuned
+// default client, bounded body reads, Retry-After parsing, HTML stripping
+// for upstream messages and multipart file parts. Keeping them in one place
+// means the backends cannot drift apart on the bounds and limits that
+// protect the gateway from a misbehaving upstream.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/easelgw/easel/internal/provider"
+)
+
+// DefaultUserAgent is sent when a backend is given no User-Agent.
+const DefaultUserAgent = "easel"
+
+// MaxRetryAfter caps a Retry-After value: anything longer is an upstream
+// bug or a daily quota, and either way a day is the most worth reporting.
+const MaxRetryAfter = 24 * time.Hour
+
+// NewClient returns the tuned client a backend uses when given none: a 5s
+// connect timeout and no overall timeout, because one job's stream or
+// polling can last many minutes; per-call bounds come from contexts. Each
+// call returns a client with its own transport, so closing one backend's
+// idle connections leaves the others alone.
+func NewClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConns:          64,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}}
+}
+
+// ClientOr returns c, or a NewClient when c is nil; own reports the
+// latter, so that only a backend that built its client closes its idle
+// connections.
+func ClientOr(c *http.Client) (client *http.Client, own bool) {
+	if c == nil {
+		return NewClient(), true
+	}
+	return c, false
+}
+
+// UserAgentOr returns ua, or DefaultUserAgent when ua is empty.
+func UserAgentOr(ua string) string {
+	if ua == "" {
+		return DefaultUserAgent
+	}
+	return ua
+}
+
+// BackendLogger returns log (a discarding logger when nil) with the
+// backend's name attached, so every line a backend writes says whose it is.
+func BackendLogger(log *slog.Logger, name string) *slog.Logger {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return log.With("backend", name)
+}
+
+// ReadLimited reads at most limit bytes of r; tooBig reports that more
+// followed (the extra bytes are not kept).
+func ReadLimited(r io.Reader, limit int64) (body []byte, tooBig bool, err error) {
+	body, err = io.ReadAll(io.LimitReader(r, limit+1))
+	if int64(len(body)) > limit {
+		return body[:limit], true, err
+	}
+	return body, false, err
+}
+
+// ParseRetryAfter reads a Retry-After value (RFC 9110: delay seconds or an
+// HTTP date) relative to now. Garbage, zero, negative and past values give
+// 0 (unknown); anything longer than MaxRetryAfter is cut to it.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(min(n, int64(MaxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return min(d.Round(time.Second), MaxRetryAfter)
+		}
+	}
+	return 0
+}
+
+// CanceledError reports that ctx ended while doing ("downloading the
+// result"), wrapping its cause. A deadline is a timeout rather than a
+// cancellation, so the runner reports it as such.
+func CanceledError(ctx context.Context, doing string) *provider.Error {
+	cause := context.Cause(ctx)
+	if cause == nil {
+		cause = context.Canceled
+	}
+	if errors.Is(cause, context.DeadlineExceeded) {
+		return &provider.Error{Kind: provider.KindTimeout, Message: "job deadline exceeded while " + doing, Err: cause}
+	}
+	return &provider.Error{Kind: provider.KindCanceled, Message: "canceled while " + doing, Err: cause}
+}
