@@ -43,15 +43,16 @@ func main() {
 	size := flag.Int("size", 512, "square image side asked of the backend")
 	format := flag.String("format", "url", "response_format through easel: url or b64_json")
 	bin := flag.String("easel", "", "path to an easel binary (default: build ./cmd/easel)")
+	dataDir := flag.String("data-dir", "", "easel's data directory (default: a temporary directory; put it on the disk you will deploy on)")
 	flag.Parse()
 
-	if err := run(*levels, *duration, *warmup, *size, *format, *bin); err != nil {
+	if err := run(*levels, *duration, *warmup, *size, *format, *bin, *dataDir); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
 }
 
-func run(levelList string, duration, warmup time.Duration, side int, format, bin string) error {
+func run(levelList string, duration, warmup time.Duration, side int, format, bin, dataDir string) error {
 	var levels []int
 	for _, f := range strings.Split(levelList, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(f))
@@ -90,6 +91,9 @@ func run(levelList string, duration, warmup time.Duration, side int, format, bin
 		return err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if dataDir == "" {
+		dataDir = filepath.Join(tmp, "data")
+	}
 	cfgPath := filepath.Join(tmp, "easel.yaml")
 	cfg := fmt.Sprintf(`listen: %q
 data_dir: %q
@@ -106,7 +110,7 @@ backends:
 models:
   - id: bench
     backends: [bench]
-`, addr, filepath.Join(tmp, "data"), fake.URL)
+`, addr, dataDir, fake.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}

@@ -65,6 +65,12 @@ type scenario struct {
 	concurrency int
 	// stallTimeout is the backend's stall_timeout (default 20s).
 	stallTimeout time.Duration
+	// extraBackends and extraModels are YAML list items appended to the
+	// backends and models of the configuration (indented as list items at
+	// two spaces); extraTop is YAML added at the top level.
+	extraBackends, extraModels, extraTop string
+	// env adds environment variables for easel.
+	env map[string]string
 }
 
 // bundle is one running easel server wired to one fake Space.
@@ -113,7 +119,7 @@ func setup(t *testing.T, sc scenario) *bundle {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "easel.yaml")
 	yaml := fmt.Sprintf(`log:
-  level: debug
+  level: error
 images:
   url_ttl: 1h
   job_timeout: 60s
@@ -124,20 +130,23 @@ backends:
     gradio:
       space: %s
       stall_timeout: %s
-models:
+`+strings.ReplaceAll(sc.extraBackends, "%", "%%")+`models:
   - id: %s
     aliases: [dall-e-3, gpt-image-1]
     backends: [fake-space]
     description: Z-Image-Turbo on a fake Space
   - id: %s
     backends: [fake-space]
-`, sc.preset, sc.concurrency, fake.URL, sc.stallTimeout, modelID, modelOther)
+%s%s`, sc.preset, sc.concurrency, fake.URL, sc.stallTimeout, modelID, modelOther, sc.extraModels, sc.extraTop)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		fake.Close()
 		t.Fatal(err)
 	}
 
 	env := map[string]string{"EASEL_API_KEYS": testKey, "HF_TOKEN": testToken}
+	for k, v := range sc.env {
+		env[k] = v
+	}
 	logs := &syncBuffer{}
 	addrc := make(chan net.Addr, 1)
 	root := cli.NewRoot(cli.Options{

@@ -1,9 +1,11 @@
 package openaiapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"mime/multipart"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -14,10 +16,19 @@ import (
 // must hold for any body: no panic, no 5xx, and every error in the OpenAI
 // envelope with all four keys.
 func fuzzRequest(t *testing.T, h http.Handler, path string, body []byte) {
+	fuzzRequestType(t, h, path, "", body)
+}
+
+// fuzzRequestType is fuzzRequest with a Content-Type header (none when
+// empty).
+func fuzzRequestType(t *testing.T, h http.Handler, path, contentType string, body []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req := httptest.NewRequestWithContext(ctx, http.MethodPost, path, strings.NewReader(string(body)))
 	req.Header.Set("Authorization", "Bearer "+testKey)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code >= 500 {
@@ -85,4 +96,61 @@ func FuzzChat(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		fuzzRequest(t, h, "/v1/chat/completions", body)
 	})
+}
+
+// fuzzBoundary is the multipart boundary of every FuzzEdits input.
+const fuzzBoundary = "easelfuzzboundary"
+
+func FuzzEdits(f *testing.F) {
+	img := drawPNG(6, 4)
+	seeds := [][]formPart{
+		{{name: "prompt", value: "x"}, {name: "image", data: img}},
+		{{name: "model", value: "z-image-turbo"}, {name: "prompt", value: "sofa"}, {name: "n", value: "2"}, {name: "size", value: "16x16"},
+			{name: "image[]", data: img}, {name: "image[]", data: img}, {name: "mask", data: img}},
+		{{name: "prompt", value: "x"}, {name: "stream", value: "true"}, {name: "partial_images", value: "1"}, {name: "image[0]", data: img}},
+		{{name: "prompt", value: "x"}, {name: "image", data: bombPNG(30000, 30000)}},
+		{{name: "prompt", value: "x"}, {name: "image", data: svgBytes}},
+		{{name: "prompt", value: "x"}, {name: "seed", value: "-1"}, {name: "steps", value: "4"}, {name: "negative_prompt", value: "y"},
+			{name: "aspect_ratio", value: "16:9"}, {name: "background", value: "transparent"}, {name: "image", data: img}},
+		{{name: "Prompt", value: "x"}, {name: "image", data: img}},
+	}
+	for _, parts := range seeds {
+		f.Add(fuzzMultipart(f, parts))
+	}
+	f.Add([]byte("--" + fuzzBoundary + "--\r\n"))
+	f.Add([]byte("garbage"))
+	b := setup(f, setupOpts{plain: true})
+	h := b.srv.Config.Handler
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fuzzRequestType(t, h, "/v1/images/edits", "multipart/form-data; boundary="+fuzzBoundary, body)
+	})
+}
+
+// fuzzMultipart builds a seed body with the fixed fuzz boundary.
+func fuzzMultipart(t testing.TB, parts []formPart) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	if err := w.SetBoundary(fuzzBoundary); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range parts {
+		if p.data == nil {
+			if err := w.WriteField(p.name, p.value); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		pw, err := w.CreateFormFile(p.name, "anonymous_file")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pw.Write(p.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

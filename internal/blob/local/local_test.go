@@ -235,3 +235,31 @@ func TestCanceledContext(t *testing.T) {
 		t.Fatalf("files = %v", files)
 	}
 }
+
+// TestFanOutDirectoryRemoved: the bucket remembers the directories it made;
+// if one is removed behind its back (an operator's cleanup), the next Put
+// recreates it instead of failing.
+func TestFanOutDirectoryRemoved(t *testing.T) {
+	t.Parallel()
+	b, dir := newBucket(t)
+	data := []byte("fan-out bytes")
+	key, err := b.Put(context.Background(), data, "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, key[:2])); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(context.Background(), data, "image/png"); err != nil {
+		t.Fatalf("Put after the directory was removed: %v", err)
+	}
+	rc, _, err := b.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != string(data) {
+		t.Fatalf("read back %q", got)
+	}
+}

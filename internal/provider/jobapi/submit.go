@@ -395,14 +395,7 @@ func snippet(raw []byte) string {
 	if s == "" {
 		return "(empty body)"
 	}
-	if len(s) > n {
-		cut := n
-		for cut > 0 && s[cut]&0xC0 == 0x80 {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
+	return upstream.Clip(s, n)
 }
 
 func withDetail(msg, detail string) string {
