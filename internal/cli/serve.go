@@ -209,6 +209,12 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 		return fmt.Errorf("creating the job service: %w", err)
 	}
 
+	if cfg.Fetch.AllowPrivateNetworks {
+		// Said once at start: with it, any client can make easel fetch
+		// from hosts on its own network.
+		log.Warn("image URLs may point at private networks (fetch.allow_private_networks)",
+			"allowed_ports", cfg.Fetch.AllowedPorts)
+	}
 	api, err := openaiapi.New(openaiapi.Options{
 		Service:               svc,
 		Signer:                signer,

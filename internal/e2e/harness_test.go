@@ -67,7 +67,8 @@ type scenario struct {
 	stallTimeout time.Duration
 	// extraBackends and extraModels are YAML list items appended to the
 	// backends and models of the configuration (indented as list items at
-	// two spaces); extraTop is YAML added at the top level.
+	// two spaces; "$FAKE_URL" in extraBackends becomes the fake's URL);
+	// extraTop is YAML added at the top level.
 	extraBackends, extraModels, extraTop string
 	// env adds environment variables for easel.
 	env map[string]string
@@ -130,7 +131,7 @@ backends:
     gradio:
       space: %s
       stall_timeout: %s
-`+strings.ReplaceAll(sc.extraBackends, "%", "%%")+`models:
+`+strings.ReplaceAll(strings.ReplaceAll(sc.extraBackends, "%", "%%"), "$FAKE_URL", fake.URL)+`models:
   - id: %s
     aliases: [dall-e-3, gpt-image-1]
     backends: [fake-space]

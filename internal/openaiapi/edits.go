@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -51,6 +52,9 @@ import (
 const (
 	// maxTextFieldBytes caps one text field of a multipart body.
 	maxTextFieldBytes = 128 << 10
+	// multipartReadAhead covers the bytes mime/multipart may have read
+	// ahead of the part it returns (its buffer is 4 KiB).
+	multipartReadAhead = 64 << 10
 	// uploadReadTimeout bounds how long a client may take to send an edits
 	// body (50 MiB at 0.4 MiB/s).
 	uploadReadTimeout = 2 * time.Minute
@@ -223,7 +227,16 @@ func (a *API) decodeEditsMultipart(w http.ResponseWriter, r *http.Request) (*edi
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(uploadReadTimeout))
 	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
-	r.Body = http.MaxBytesReader(w, r.Body, a.maxUpload)
+	counted := &countingReader{r: r.Body}
+	r.Body = http.MaxBytesReader(w, io.NopCloser(counted), a.maxUpload)
+	// left bounds the size of the next part: what the Content-Length says
+	// is still to come, plus what the multipart reader may have buffered.
+	left := func() int64 {
+		if r.ContentLength < 0 {
+			return -1
+		}
+		return max(r.ContentLength-counted.n, 0) + multipartReadAhead
+	}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return nil, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_body",
@@ -243,7 +256,7 @@ func (a *API) decodeEditsMultipart(w http.ResponseWriter, r *http.Request) (*edi
 			part.Close()
 			return nil, badRequest("", "too_many_parts", "The multipart body has more than "+strconv.Itoa(a.maxParts)+" parts.")
 		}
-		err = a.readEditPart(part, p, fields)
+		err = a.readEditPart(part, left(), p, fields)
 		part.Close()
 		if err != nil {
 			return nil, err
@@ -261,7 +274,7 @@ func (a *API) decodeEditsMultipart(w http.ResponseWriter, r *http.Request) (*edi
 }
 
 // readEditPart consumes one part into p (files) or fields (text).
-func (a *API) readEditPart(part *multipart.Part, p *editParams, fields object) error {
+func (a *API) readEditPart(part *multipart.Part, left int64, p *editParams, fields object) error {
 	name := part.FormName()
 	switch {
 	case isImageField(name):
@@ -269,7 +282,7 @@ func (a *API) readEditPart(part *multipart.Part, p *editParams, fields object) e
 			return a.tooManyImages("image")
 		}
 		what := fmt.Sprintf("The file in part '%s' (image %d)", truncate(name, 32), len(p.Images)+1)
-		data, err := a.readFile(part, "image", what)
+		data, err := a.readFile(part, left, "image", what)
 		if err != nil {
 			return err
 		}
@@ -282,7 +295,7 @@ func (a *API) readEditPart(part *multipart.Part, p *editParams, fields object) e
 		if p.Mask != nil {
 			return badRequest("mask", "duplicate_key", "Send at most one 'mask'.")
 		}
-		data, err := a.readFile(part, "mask", "The file in part 'mask'")
+		data, err := a.readFile(part, left, "mask", "The file in part 'mask'")
 		if err != nil {
 			return err
 		}
@@ -323,9 +336,17 @@ func isImageField(name string) bool {
 }
 
 // readFile reads one file part into a single slice of at most
-// MaxImageBytes: the one copy of the upload easel keeps.
-func (a *API) readFile(part *multipart.Part, param, what string) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(part, a.maxImageBytes+1))
+// MaxImageBytes: the one copy of the upload easel keeps. left is an upper
+// bound of the part's size (what remains of a body with a
+// Content-Length), or -1 when unknown.
+func (a *API) readFile(part *multipart.Part, left int64, param, what string) ([]byte, error) {
+	var data []byte
+	var err error
+	if left >= 0 {
+		data, err = readHinted(part, a.maxImageBytes+1, left)
+	} else {
+		data, err = readExact(part, a.maxImageBytes+1)
+	}
 	if err != nil {
 		return nil, a.bodyError(err)
 	}
@@ -333,6 +354,92 @@ func (a *API) readFile(part *multipart.Part, param, what string) ([]byte, error)
 		return nil, imageTooBig(param, a.maxImageBytes, what)
 	}
 	return data, nil
+}
+
+// readHinted reads at most limit bytes of r into one slice allocated for
+// the bound hint, so an upload whose body length is known costs one
+// allocation of its size and no garbage. When the part turns out much
+// smaller than the bound (the first of several images), it is copied into
+// an exact slice so the spare capacity is not kept for the job's life.
+func readHinted(r io.Reader, limit, hint int64) ([]byte, error) {
+	buf := make([]byte, 0, max(min(limit, hint), 512))
+	for int64(len(buf)) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(int64(cap(buf)), limit)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if spare := cap(buf) - len(buf); spare > 64<<10 && spare > len(buf)/8 {
+		buf = append([]byte(nil), buf...)
+	}
+	return buf, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// chunkSize is the unit readExact reads in.
+const chunkSize = 256 << 10
+
+// chunkPool recycles readExact's chunks between uploads.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// readExact reads at most limit bytes of r into a slice of exactly the
+// size read. A part's size is not known in advance, and io.ReadAll's
+// doubling would leave up to twice the upload in memory (the final slice's
+// spare capacity plus the arrays it outgrew) for the GC to find; reading
+// into recycled chunks and copying once keeps the retained memory at the
+// upload's size and the garbage near zero.
+func readExact(r io.Reader, limit int64) ([]byte, error) {
+	var chunks []*[]byte
+	defer func() {
+		for _, c := range chunks {
+			chunkPool.Put(c)
+		}
+	}()
+	var total int64
+	last := 0 // bytes used in the last chunk
+	for total < limit {
+		if len(chunks) == 0 || last == chunkSize {
+			chunks = append(chunks, chunkPool.Get().(*[]byte))
+			last = 0
+		}
+		c := *chunks[len(chunks)-1]
+		n, err := r.Read(c[last:min(chunkSize, last+int(limit-total))])
+		last += n
+		total += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]byte, 0, total)
+	for i, c := range chunks {
+		if i == len(chunks)-1 {
+			out = append(out, (*c)[:last]...)
+		} else {
+			out = append(out, *c...)
+		}
+	}
+	return out, nil
 }
 
 // readTextField stores a known text field as a JSON literal for the shared

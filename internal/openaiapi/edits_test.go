@@ -147,7 +147,7 @@ func TestEditsSDKStreaming(t *testing.T) {
 // formPart is one part of a hand-built multipart body.
 type formPart struct {
 	name, filename, value string
-	data              []byte
+	data                  []byte
 }
 
 // multipartBody builds a body the way clients do; file parts carry

@@ -19,11 +19,10 @@ import (
 // URL is the client's input, and a 5xx would make the SDKs retry the whole
 // request against the same slow host.
 func (a *API) fetchImage(ctx context.Context, u, param string) ([]byte, error) {
+	// The Fetcher enforces its own size cap (fetch.max_bytes); the request's
+	// total budget still applies after it.
 	resp, err := a.fetcher.Get(ctx, u)
 	if err == nil {
-		if int64(len(resp.Body)) > a.maxImageBytes {
-			return nil, imageTooBig(param, a.maxImageBytes, "The image at the URL")
-		}
 		return resp.Body, nil
 	}
 	if ctx.Err() != nil {
@@ -42,7 +41,8 @@ func (a *API) fetchImage(ctx context.Context, u, param string) ([]byte, error) {
 	case errors.Is(err, netguard.ErrInvalidURL):
 		e.Code, e.Message = "invalid_value", "The image URL is not a valid http(s) URL."
 	case errors.Is(err, netguard.ErrTooLarge):
-		e = imageTooBig(param, a.maxImageBytes, "The image at the URL")
+		e = tooLarge(0)
+		e.Param, e.Message = param, "The image at the URL is larger than the fetch limit."
 	case errors.As(err, &status):
 		e.Message = "Fetching the image URL failed with HTTP " + strconv.Itoa(status.StatusCode) + "."
 	case errors.Is(err, netguard.ErrTooManyRedirects):
