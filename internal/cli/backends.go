@@ -44,7 +44,8 @@ func newBackendsCommand(o *Options) *cobra.Command {
 		Long: `Load the configuration as "easel serve" would and check every backend at once:
 for a Gradio backend, that the app's /config and API description can be read,
 that it speaks a supported protocol and that the configured endpoint exists
-with the configured number of inputs. Prints one line per backend with its
+with the configured number of inputs; for a job-API backend, that its API
+host answers (one HEAD request, no job is submitted). Prints one line per backend with its
 status and the time the check took; nothing is generated.
 
 Exits with 0 when every backend is up and 1 when any is down.`,

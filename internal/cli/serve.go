@@ -22,6 +22,7 @@ import (
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/provider/gradio"
 	"github.com/easelgw/easel/internal/provider/gradio/gradiotest"
+	"github.com/easelgw/easel/internal/provider/jobapi"
 	"github.com/easelgw/easel/internal/server"
 )
 
@@ -149,9 +150,12 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 		log.Warn("auth disabled: no API keys configured; listening on loopback only", "keys_env", cfg.Auth.KeysEnv)
 	}
 
-	blobs, err := local.New(filepath.Join(cfg.DataDir, "blobs"))
+	blobs, err := local.New(filepath.Join(cfg.DataDir, "blobs"), local.Options{NoSync: !cfg.Storage.FSync})
 	if err != nil {
 		return fmt.Errorf("opening the blob store: %w", err)
+	}
+	if !cfg.Storage.FSync {
+		log.Info("result files are not synced to disk (storage.fsync false); a power loss may lose recent results")
 	}
 	key, err := cfg.LoadSigningKey()
 	if err != nil {
@@ -316,6 +320,24 @@ func newProvider(b config.Backend, version string, log *slog.Logger) (provider.P
 		p, err := gradio.New(b.Name, *b.Gradio, gradio.Options{
 			UserAgent: "easel/" + version,
 			Logger:    log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	case "jobapi":
+		if b.JobAPI == nil {
+			return nil, fmt.Errorf("backend %q: no jobapi settings", b.Name)
+		}
+		p, err := jobapi.New(b.Name, *b.JobAPI, jobapi.Options{
+			UserAgent: "easel/" + version,
+			Logger:    log,
+			// Until jobs are stored durably there is nothing to resume
+			// from; the pair is only worth a debug line for operators
+			// matching easel's jobs with the service's.
+			OnUpstreamID: func(jobID, upstreamID string) {
+				log.Debug("upstream job accepted", "backend", b.Name, "job", jobID, "upstream_job", upstreamID)
+			},
 		})
 		if err != nil {
 			return nil, err

@@ -43,8 +43,8 @@ func Load(path string, env func(string) string) (*Config, error) {
 	}
 	overlay := c.applyEnv(env)
 	c.applyBackendDefaults()
-	c.resolveSecrets(env)
-	verr := c.Validate()
+	secretErrs := c.resolveSecrets(env)
+	verr := errors.Join(append(secretErrs, c.Validate())...)
 	if doc != nil && verr != nil {
 		addLines(verr, doc, env)
 	}
@@ -115,7 +115,7 @@ func decodeYAML(data []byte, c *Config) (*yaml.Node, error) {
 // a problem with a value the environment gave has no line in the file.
 var envSourced = map[string]string{
 	"listen": EnvListen, "public_url": EnvPublicURL, "data_dir": EnvDataDir,
-	"trust_proxy": EnvTrustProxy, "cors": EnvCORSOrigins,
+	"trust_proxy": EnvTrustProxy, "cors": EnvCORSOrigins, "storage": EnvStorageFSync,
 }
 
 // addLines sets the Line of every *FieldError in err from the file's node
@@ -329,6 +329,14 @@ func (c *Config) applyEnv(env func(string) string) []error {
 	if v := strings.TrimSpace(env(EnvCORSOrigins)); v != "" {
 		c.CORS.AllowedOrigins = splitList(v)
 	}
+	if v := strings.TrimSpace(env(EnvStorageFSync)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			problems = append(problems, &FieldError{Path: "storage.fsync", Message: fmt.Sprintf("%s=%q is not a boolean (true or false)", EnvStorageFSync, v)})
+		} else {
+			c.Storage.FSync = b
+		}
+	}
 	if v := strings.TrimSpace(env(EnvFetchAllowPrivate)); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -372,12 +380,16 @@ func (c *Config) applyBackendDefaults() {
 				b.Gradio.TokenEnv = DefaultTokenEnv
 			}
 		}
+		if b.Type == backendTypeJobAPI && b.Concurrency == 0 {
+			b.Concurrency = DefaultJobAPIConcurrency
+		}
 	}
 }
 
 // resolveSecrets reads the secrets named by the config from the
-// environment.
-func (c *Config) resolveSecrets(env func(string) string) {
+// environment. It returns the secrets a backend names but the environment
+// lacks, each naming the variable, never a value.
+func (c *Config) resolveSecrets(env func(string) string) []error {
 	c.Auth.Keys = nil
 	if c.Auth.KeysEnv != "" {
 		c.Auth.Keys = splitList(env(c.Auth.KeysEnv))
@@ -387,7 +399,30 @@ func (c *Config) resolveSecrets(env func(string) string) {
 			g.Token = strings.TrimSpace(env(g.TokenEnv))
 		}
 	}
+	lookup := func(k string) (string, bool) {
+		v := strings.TrimSpace(env(k))
+		return v, v != ""
+	}
+	var problems []error
+	for i := range c.Backends {
+		j := c.Backends[i].JobAPI
+		if j == nil || c.Backends[i].Type != backendTypeJobAPI {
+			continue
+		}
+		err := j.ResolveEnv(lookup)
+		if err == nil {
+			continue
+		}
+		errs := []error{err}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			problems = append(problems, &FieldError{Path: fmt.Sprintf("backends[%d].jobapi.submit.header_env", i), Message: strings.TrimPrefix(e.Error(), "submit.header_env")})
+		}
+	}
 	c.SigningKey = strings.TrimSpace(env(EnvSigningKey))
+	return problems
 }
 
 // splitList splits a comma-separated value, trimming spaces and dropping

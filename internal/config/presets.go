@@ -1,9 +1,11 @@
 package config
 
 import (
+	"reflect"
 	"sort"
 
 	"github.com/easelgw/easel/internal/provider/gradio"
+	"github.com/easelgw/easel/internal/provider/jobapi"
 )
 
 // Names of the built-in presets.
@@ -16,6 +18,17 @@ const (
 	PresetZImageTongyi = "z-image-turbo-tongyi"
 	// PresetFluxSchnell is FLUX.1 [schnell] on its official Space.
 	PresetFluxSchnell = "flux-1-schnell"
+	// PresetFluxKontextDev is FLUX.1 Kontext [dev], an image-edit model,
+	// on its official Space. It serves /v1/images/edits only.
+	PresetFluxKontextDev = "flux-1-kontext-dev"
+	// PresetAIImageToImage is the reference job-API image-to-image service
+	// with its fast model (nano_banana); see jobapi.Preset.
+	PresetAIImageToImage = jobapi.PresetAIImageToImage
+	// PresetAIImageToImageNanoBanana is the same service, model named.
+	PresetAIImageToImageNanoBanana = jobapi.PresetAIImageToImageNanoBanana
+	// PresetAIImageToImageStandard is the same service with its standard
+	// model.
+	PresetAIImageToImageStandard = jobapi.PresetAIImageToImageStandard
 )
 
 // tongyiResolutions are the values of the official Space's "Width x Height
@@ -67,7 +80,7 @@ func intp(v int) *int { return &v }
 // Spaces themselves are not public repositories); the gradio backend
 // checks them against the live /info at run time.
 func Presets() map[string]Backend {
-	return map[string]Backend{
+	presets := map[string]Backend{
 		// The function is generate_image(prompt, height, width,
 		// num_inference_steps, seed, randomize_seed): height comes before
 		// width. The app's sliders run 512..2048 in steps of 64 (default
@@ -146,7 +159,45 @@ func Presets() map[string]Backend {
 				Steps:  gradio.StepsConfig{Default: 4, Min: 1, Max: 50},
 			},
 		},
+		// infer(input_image, prompt, seed, randomize_seed, guidance_scale,
+		// steps) returns (image, seed, an update that shows a button). The
+		// result keeps the input's aspect ratio, so there is no size input
+		// and no size bounds. Guidance 2.5 and 28 steps are the app's
+		// defaults; the 1..30 steps range is an assumption read from copies
+		// of the app, and the gradio backend checks the input count against
+		// the live /info.
+		PresetFluxKontextDev: {
+			Name:        PresetFluxKontextDev,
+			Type:        backendTypeGradio,
+			Concurrency: DefaultGradioConcurrency,
+			MaxQueue:    DefaultBackendMaxQueue,
+			Gradio: &gradio.Config{
+				Space:   "black-forest-labs/FLUX.1-Kontext-Dev",
+				APIName: "/infer",
+				Inputs: []gradio.Input{
+					{From: "image"},
+					{From: "prompt"},
+					{From: "seed", Type: "int", Default: 0},
+					{From: "randomize_seed", Type: "bool"},
+					{Value: 2.5},
+					{From: "steps", Type: "int", Default: 28},
+				},
+				Output: gradio.Output{Index: intp(0), Kind: "image", SeedIndex: intp(1)},
+				Steps:  gradio.StepsConfig{Default: 28, Min: 1, Max: 30},
+			},
+		},
 	}
+	for _, name := range jobapi.PresetNames() {
+		cfg, _ := jobapi.Preset(name)
+		presets[name] = Backend{
+			Name:        name,
+			Type:        backendTypeJobAPI,
+			Concurrency: DefaultJobAPIConcurrency,
+			MaxQueue:    DefaultBackendMaxQueue,
+			JobAPI:      &cfg,
+		}
+	}
+	return presets
 }
 
 // PresetNames returns the preset names, sorted.
@@ -176,7 +227,16 @@ func mergePreset(b *Backend, p Backend) {
 	if b.QueueTimeout == 0 {
 		b.QueueTimeout = p.QueueTimeout
 	}
-	if p.Gradio == nil || (b.Type != "" && b.Type != p.Type) {
+	if b.Type != "" && b.Type != p.Type {
+		return
+	}
+	if p.JobAPI != nil {
+		if b.JobAPI == nil {
+			b.JobAPI = &jobapi.Config{}
+		}
+		mergeZero(reflect.ValueOf(b.JobAPI).Elem(), reflect.ValueOf(p.JobAPI).Elem())
+	}
+	if p.Gradio == nil {
 		return
 	}
 	if b.Gradio == nil {
@@ -226,6 +286,26 @@ func mergePreset(b *Backend, p Backend) {
 	}
 	if g.MaxResultBytes == 0 {
 		g.MaxResultBytes = pg.MaxResultBytes
+	}
+}
+
+// mergeZero fills every zero field of dst from src, descending into
+// nested structs, so that a backend overrides a preset key by key. Lists
+// and maps are replaced whole (a field list is ordered, a header map is
+// one set), and a false bool inherits the preset's value.
+func mergeZero(dst, src reflect.Value) {
+	for i := range dst.NumField() {
+		d, s := dst.Field(i), src.Field(i)
+		if !d.CanSet() {
+			continue
+		}
+		if d.Kind() == reflect.Struct {
+			mergeZero(d, s)
+			continue
+		}
+		if d.IsZero() {
+			d.Set(s)
+		}
 	}
 }
 

@@ -111,6 +111,11 @@ func (c *Config) Redacted() ([]byte, error) {
 			g.Token = ""
 			b.Gradio = &g
 		}
+		if b.JobAPI != nil {
+			j := *b.JobAPI
+			j.Submit.SecretHeaders = nil
+			b.JobAPI = &j
+		}
 		cp.Backends[i] = b
 	}
 	var doc yaml.Node
@@ -132,6 +137,16 @@ func (c *Config) Redacted() ([]byte, error) {
 	}
 	if bs := mapValue(&doc, "backends"); bs != nil {
 		for i, b := range c.Backends {
+			if b.JobAPI != nil && len(b.JobAPI.Submit.HeaderEnv) > 0 && i < len(bs.Content) {
+				if j := mapValue(bs.Content[i], "jobapi"); j != nil {
+					if s := mapValue(j, "submit"); s != nil {
+						if k := mapKey(s, "header_env"); k != nil {
+							n := len(b.JobAPI.Submit.SecretHeaders)
+							k.LineComment = setComment(n > 0, fmt.Sprintf("%d secret header(s) set, values hidden", n))
+						}
+					}
+				}
+			}
 			if b.Gradio == nil || i >= len(bs.Content) {
 				continue
 			}

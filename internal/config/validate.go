@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/easelgw/easel/internal/provider/gradio"
+	"github.com/easelgw/easel/internal/provider/jobapi"
 )
 
 // FieldError is one validation problem, located by its key path in the
@@ -235,13 +237,22 @@ func (c *Config) validateBackends(v *validator) map[string]bool {
 			} else {
 				validateGradio(v, path+".gradio", b.Gradio)
 			}
+		case backendTypeJobAPI:
+			if b.JobAPI == nil {
+				v.add(path+".jobapi", "is required for type jobapi (or set preset)")
+			} else {
+				validateJobAPI(v, path+".jobapi", b.Name, b.JobAPI)
+			}
 		case "":
-			v.add(path+".type", "is required (gradio), or set preset")
+			v.add(path+".type", "is required (gradio or jobapi), or set preset")
 		default:
-			v.add(path+".type", "%q is not a supported backend type (gradio)", b.Type)
+			v.add(path+".type", "%q is not a supported backend type (gradio, jobapi)", b.Type)
 		}
 		if b.Type != backendTypeGradio && b.Type != "" && b.Gradio != nil {
 			v.add(path+".gradio", "is only valid with type gradio")
+		}
+		if b.Type != backendTypeJobAPI && b.Type != "" && b.JobAPI != nil {
+			v.add(path+".jobapi", "is only valid with type jobapi")
 		}
 	}
 	return names
@@ -352,6 +363,47 @@ func validateGradio(v *validator, path string, g *gradio.Config) {
 	}
 	if g.MaxResultBytes < 0 {
 		v.add(path+".max_result_bytes", "must not be negative")
+	}
+}
+
+// jobAPIKeyRE matches the key path that starts a jobapi problem
+// ("poll.url", "submit.fields[2]").
+var jobAPIKeyRE = regexp.MustCompile(`^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*$`)
+
+// validateJobAPI runs the job-API provider's own validation, the single
+// source of its rules, and files each problem under its key path. It
+// builds no network client and contacts nothing.
+func validateJobAPI(v *validator, path, name string, cfg *jobapi.Config) {
+	if name == "" {
+		name = "unnamed" // the missing name is reported on its own
+	}
+	p, err := jobapi.New(name, *cfg, jobapi.Options{HTTPClient: &http.Client{}})
+	if err == nil {
+		_ = p.Close()
+		return
+	}
+	// New wraps the joined problems once; report each on its own.
+	problems := []error{err}
+	if inner := errors.Unwrap(err); inner != nil {
+		problems = []error{inner}
+	}
+	if j, ok := problems[0].(interface{ Unwrap() []error }); ok {
+		problems = j.Unwrap()
+	}
+	for _, e := range problems {
+		// Messages start with their key: "poll.url: ...", "submit.fields[1]
+		// (seed): ...", "max_n is negative".
+		msg := e.Error()
+		end := strings.IndexAny(msg, ": ")
+		if end <= 0 || !jobAPIKeyRE.MatchString(msg[:end]) {
+			v.add(path, "%s", msg)
+			continue
+		}
+		key, rest := msg[:end], msg[end:]
+		if strings.HasPrefix(rest, ": ") {
+			msg = rest[2:]
+		}
+		v.add(path+"."+key, "%s", msg)
 	}
 }
 

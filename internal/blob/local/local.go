@@ -2,6 +2,10 @@
 // in a directory on the local disk. Objects are content-addressed, written
 // atomically (temp file, fsync, rename) and read through an os.Root, so no
 // key, however crafted, can reach a file outside the directory.
+//
+// By default every object and the rename that publishes it are made
+// durable with fsync; Options.NoSync trades that for latency on disks where
+// a sync is slow or pointless (tmpfs, disposable results).
 package local
 
 import (
@@ -24,7 +28,8 @@ import (
 // Bucket stores objects under dir/<k[0:2]>/<k[2:4]>/<key>: the fan-out
 // keeps directories small when millions of images accumulate.
 type Bucket struct {
-	root *os.Root
+	root   *os.Root
+	noSync bool
 	// made remembers fan-out directories already created, so a Put does
 	// not walk the tree with mkdirat on every call (a hot-path cost the
 	// load benchmark showed). A directory removed behind our back only
@@ -45,8 +50,25 @@ var exts = map[string]string{
 	"image/gif":  "gif",
 }
 
-// New opens (creating if needed) a bucket in dir.
-func New(dir string) (*Bucket, error) {
+// Options tunes a Bucket. The zero value is the durable default.
+type Options struct {
+	// NoSync skips fsync of files and directories; results then survive a
+	// process crash but not a power loss. For tmpfs or disposable results.
+	// Writes stay atomic either way: a reader sees a whole object or none.
+	NoSync bool
+}
+
+// New opens (creating if needed) a bucket in dir. opts is optional so that
+// callers written before Options existed keep compiling; at most one is
+// read.
+func New(dir string, opts ...Options) (*Bucket, error) {
+	var o Options
+	if len(opts) > 1 {
+		return nil, errors.New("opening blob directory: more than one Options given")
+	}
+	if len(opts) == 1 {
+		o = opts[0]
+	}
 	if dir == "" {
 		return nil, errors.New("blob directory is empty")
 	}
@@ -57,7 +79,7 @@ func New(dir string) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening blob directory: %w", err)
 	}
-	return &Bucket{root: root}, nil
+	return &Bucket{root: root, noSync: o.NoSync}, nil
 }
 
 // Close releases the directory handle.
@@ -117,8 +139,8 @@ func (b *Bucket) mkdir(dir string) error {
 	return nil
 }
 
-// writeAtomic writes data to a temp file beside final, syncs it and renames
-// it into place, removing the temp file on any failure.
+// writeAtomic writes data to a temp file beside final, syncs it (unless
+// NoSync) and renames it into place, removing the temp file on any failure.
 func (b *Bucket) writeAtomic(dir, final string, data []byte) (err error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
@@ -136,14 +158,19 @@ func (b *Bucket) writeAtomic(dir, final string, data []byte) (err error) {
 	if _, err = f.Write(data); err != nil {
 		return fmt.Errorf("writing: %w", err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("syncing: %w", err)
+	if !b.noSync {
+		if err = f.Sync(); err != nil {
+			return fmt.Errorf("syncing: %w", err)
+		}
 	}
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("closing: %w", err)
 	}
 	if err = b.root.Rename(tmp, final); err != nil {
 		return fmt.Errorf("renaming into place: %w", err)
+	}
+	if b.noSync {
+		return nil
 	}
 	// Make the rename itself durable; a failure here leaves a complete
 	// object, so it is not reported.

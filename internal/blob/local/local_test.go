@@ -263,3 +263,71 @@ func TestFanOutDirectoryRemoved(t *testing.T) {
 		t.Fatalf("read back %q", got)
 	}
 }
+
+// TestNoSyncStaysAtomic proves that skipping fsync changes durability
+// only: objects still appear whole under their final names, concurrent
+// writers of the same bytes still converge, and no temp file is left
+// behind, after success or failure.
+func TestNoSyncStaysAtomic(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "blobs")
+	b, err := New(dir, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if !b.noSync {
+		t.Fatal("Options.NoSync was not kept")
+	}
+
+	payloads := make([][]byte, 8)
+	for i := range payloads {
+		payloads[i] = bytes.Repeat([]byte{byte('a' + i)}, 50000+i)
+	}
+	var wg sync.WaitGroup
+	keys := make([]string, len(payloads)*4)
+	for i := range keys {
+		wg.Go(func() {
+			k, err := b.Put(context.Background(), payloads[i%len(payloads)], "image/png")
+			if err != nil {
+				t.Errorf("Put: %v", err)
+			}
+			keys[i] = k
+		})
+	}
+	wg.Wait()
+	for i, k := range keys {
+		got, _ := readAll(t, b, k)
+		if !bytes.Equal(got, payloads[i%len(payloads)]) {
+			t.Fatalf("object %s holds other bytes", k)
+		}
+	}
+
+	// A failed rename must still clean up its temp file.
+	data := []byte("blocked")
+	sum := sha256.Sum256(data)
+	key := hex.EncodeToString(sum[:]) + ".png"
+	if err := os.MkdirAll(filepath.Join(dir, key[0:2], key[2:4], key, "x"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Put(context.Background(), data, "image/png"); err == nil {
+		t.Fatal("Put over a directory succeeded")
+	}
+
+	files := listFiles(t, dir)
+	if len(files) != len(payloads) {
+		t.Errorf("files = %v, want %d objects", files, len(payloads))
+	}
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), ".tmp-") {
+			t.Errorf("temp file left: %s", f)
+		}
+	}
+}
+
+func TestNewRefusesTwoOptions(t *testing.T) {
+	t.Parallel()
+	if _, err := New(t.TempDir(), Options{}, Options{NoSync: true}); err == nil {
+		t.Fatal("New accepted two Options values")
+	}
+}
