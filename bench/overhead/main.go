@@ -4,7 +4,14 @@
 // concurrency levels two ways: straight at the fake with easel's own Gradio
 // client (the "direct" baseline: join, stream, download), and through
 // easel's OpenAI endpoint (POST /v1/images/generations). It prints p50, p99
-// and requests per second for both, the added latency, and easel's peak RSS.
+// and requests per second for both, the added latency, easel's CPU time and
+// context switches per request (from /proc, warmup included), and easel's
+// peak RSS.
+//
+// The direct client shares a process with the fake while easel runs in its
+// own, so every upstream hop of the easel path also crosses a process
+// boundary (a thread wake-up on each side); part of the added latency is
+// that, not easel's work.
 //
 // Everything runs on 127.0.0.1 and every loop is bounded by -duration.
 //
@@ -189,14 +196,25 @@ models:
 
 	fmt.Printf("easel overhead benchmark: %dx%d PNG, response_format=%s, %s per run, GOMAXPROCS=2 for easel, %d CPUs\n\n",
 		side, side, format, duration, numCPU())
-	fmt.Println("| clients | direct p50 | easel p50 | added p50 | ratio p50 | direct p99 | easel p99 | direct req/s | easel req/s | errors (d/e) |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| clients | direct p50 | easel p50 | added p50 | ratio p50 | direct p99 | easel p99 | direct req/s | easel req/s | easel CPU/req | easel switches/req | errors (d/e) |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, c := range levels {
 		d := load(c, warmup, duration, directCall)
+		cpu0, cpuErr := cpuTime(cmd.Process.Pid)
+		cs0, csErr := contextSwitches(cmd.Process.Pid)
 		e := load(c, warmup, duration, easelCall)
-		fmt.Printf("| %d | %s | %s | %s | %.2f× | %s | %s | %.0f | %.0f | %d/%d |\n",
+		cpu1, cpuErr1 := cpuTime(cmd.Process.Pid)
+		cs1, csErr1 := contextSwitches(cmd.Process.Pid)
+		cpuPerReq, csPerReq := "n/a", "n/a"
+		if n := e.calls; cpuErr == nil && cpuErr1 == nil && n > 0 {
+			cpuPerReq = ms((cpu1 - cpu0) / time.Duration(n))
+		}
+		if n := e.calls; csErr == nil && csErr1 == nil && n > 0 {
+			csPerReq = fmt.Sprintf("%.1f", float64(cs1-cs0)/float64(n))
+		}
+		fmt.Printf("| %d | %s | %s | %s | %.2f× | %s | %s | %.0f | %.0f | %s | %s | %d/%d |\n",
 			c, ms(d.p(50)), ms(e.p(50)), ms(e.p(50)-d.p(50)), float64(e.p(50))/float64(d.p(50)),
-			ms(d.p(99)), ms(e.p(99)), d.rps, e.rps, d.errors, e.errors)
+			ms(d.p(99)), ms(e.p(99)), d.rps, e.rps, cpuPerReq, csPerReq, d.errors, e.errors)
 		if e.firstErr != nil {
 			fmt.Fprintln(os.Stderr, "first easel error:", e.firstErr)
 		}
@@ -213,6 +231,9 @@ models:
 }
 
 type stats struct {
+	// calls counts every call made, warmup included, to share out the
+	// process CPU time measured around the whole run.
+	calls    int
 	lat      []time.Duration
 	rps      float64
 	errors   int
@@ -245,7 +266,7 @@ func load(c int, warmup, d time.Duration, call func(context.Context) error) stat
 		go func() {
 			defer wg.Done()
 			var local []time.Duration
-			var errs int
+			var errs, calls int
 			var first error
 			for {
 				t0 := time.Now()
@@ -254,6 +275,7 @@ func load(c int, warmup, d time.Duration, call func(context.Context) error) stat
 				}
 				err := call(ctx)
 				el := time.Since(t0)
+				calls++
 				if t0.Before(measureFrom) {
 					continue
 				}
@@ -269,6 +291,7 @@ func load(c int, warmup, d time.Duration, call func(context.Context) error) stat
 			mu.Lock()
 			out.lat = append(out.lat, local...)
 			out.errors += errs
+			out.calls += calls
 			if out.firstErr == nil {
 				out.firstErr = first
 			}
@@ -307,6 +330,59 @@ func waitHealthy(c *http.Client, url string, within time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return errors.New("easel did not become healthy in time")
+}
+
+// cpuTime reads the user plus system CPU time the process has used so far
+// from /proc/<pid>/stat (fields 14 and 15, in clock ticks of 10 ms on
+// Linux).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields are counted
+	// after its closing parenthesis.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("malformed /proc stat times")
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// contextSwitches sums the voluntary and involuntary context switches of
+// every thread of the process: each is a sleep or a preemption, the cost a
+// request pays for every hand-off between goroutines and threads.
+func contextSwitches(pid int) (int64, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended in between
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if name, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(name, "ctxt_switches") {
+				n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("reading %s: %w", name, err)
+				}
+				sum += n
+			}
+		}
+	}
+	return sum, nil
 }
 
 // peakRSS reads the kernel's high-water mark of the process's resident set.

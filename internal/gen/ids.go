@@ -3,11 +3,11 @@ package gen
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"strings"
 )
 
-// jobIDEncoding spells 16 random bytes as 26 characters with no padding.
-var jobIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+// jobIDEncoding spells 16 random bytes as 26 lowercase characters with no
+// padding: the standard base32 alphabet, lowercased.
+var jobIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // newJobID returns "img_" and 26 lowercase base32 characters (128 random
 // bits): unguessable, since a job id alone lets a holder read its results.
@@ -16,5 +16,5 @@ func newJobID() string {
 	// crypto/rand.Read never returns an error (it aborts the process if
 	// the system's generator fails).
 	_, _ = rand.Read(b[:])
-	return "img_" + strings.ToLower(jobIDEncoding.EncodeToString(b[:]))
+	return "img_" + jobIDEncoding.EncodeToString(b[:])
 }

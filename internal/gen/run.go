@@ -27,16 +27,42 @@ var errSibling = errors.New("another call of the job failed")
 // *InvalidError for a request the model cannot serve, and ErrClosed after
 // Close.
 func (s *Service) Start(ctx context.Context, req *Request) (*Job, error) {
+	job, run, err := s.prepare(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	go run()
+	return job, nil
+}
+
+// Run is Start for a caller that would only wait for the job: it runs the
+// job on the calling goroutine and returns once the job has ended, with the
+// same errors as Start. The job is registered as Start registers it, so Get
+// and Subscribe see it while it runs and Close cancels it. Running in place
+// spares a synchronous request a goroutine start and a wake-up, which are a
+// measurable share of the latency easel adds.
+func (s *Service) Run(ctx context.Context, req *Request) (*Job, error) {
+	job, run, err := s.prepare(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	run()
+	return job, nil
+}
+
+// prepare validates req, creates and registers its job and returns the
+// function that runs it to the end.
+func (s *Service) prepare(ctx context.Context, req *Request) (*Job, func(), error) {
 	if req == nil {
-		return nil, &InvalidError{Param: "prompt", Code: "missing_required_parameter", Message: "empty request"}
+		return nil, nil, &InvalidError{Param: "prompt", Code: "missing_required_parameter", Message: "empty request"}
 	}
 	m := s.lookup(req.Model)
 	if m == nil {
-		return nil, &NotFoundError{Model: req.Model}
+		return nil, nil, &NotFoundError{Model: req.Model}
 	}
 	mi := m.info()
 	if err := s.validate(mi, req); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	jctx, cancel := context.WithCancelCause(ctx)
 	tctx, stopTimer := context.WithTimeoutCause(jctx, s.opts.JobTimeout, errJobDeadline)
@@ -48,7 +74,7 @@ func (s *Service) Start(ctx context.Context, req *Request) (*Job, error) {
 	if !s.register(job) {
 		stopTimer()
 		cancel(ErrClosed)
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	r := &run{
 		s:      s,
@@ -59,14 +85,14 @@ func (s *Service) Start(ctx context.Context, req *Request) (*Job, error) {
 		log:    s.log.With(slog.String("job_id", job.id), slog.String("model", mi.ID)),
 		maxN:   max(mi.Capabilities.MaxN, 1),
 	}
-	go func() {
+	run := func() {
 		defer s.wg.Done()
 		defer cancel(nil)
 		defer stopTimer()
 		r.run(tctx)
 		s.finish(job)
-	}()
-	return job, nil
+	}
+	return job, run, nil
 }
 
 // update changes the snapshot without an event (used for state that has
@@ -116,31 +142,38 @@ func (r *run) run(ctx context.Context) {
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	calls := splitN(r.req.N, r.maxN)
-	var wg sync.WaitGroup
 	var okCalls int
 	var okMu sync.Mutex
-	for _, c := range calls {
-		wg.Go(func() {
-			err := r.call(runCtx, c)
-			if err == nil {
-				okMu.Lock()
-				okCalls++
-				okMu.Unlock()
-				return
-			}
-			// Errors after the job was stopped are consequences, not causes.
-			if runCtx.Err() != nil {
-				return
-			}
-			r.mu.Lock()
-			if r.firstErr == nil {
-				r.firstErr = err
-			}
-			r.mu.Unlock()
-			stop(errSibling)
-		})
+	one := func(c callSpec) {
+		err := r.call(runCtx, c)
+		if err == nil {
+			okMu.Lock()
+			okCalls++
+			okMu.Unlock()
+			return
+		}
+		// Errors after the job was stopped are consequences, not causes.
+		if runCtx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		if r.firstErr == nil {
+			r.firstErr = err
+		}
+		r.mu.Unlock()
+		stop(errSibling)
 	}
-	wg.Wait()
+	if len(calls) == 1 {
+		// The common single call runs here: a goroutine of its own would
+		// only add a start and a wake-up to every request's latency.
+		one(calls[0])
+	} else {
+		var wg sync.WaitGroup
+		for _, c := range calls {
+			wg.Go(func() { one(c) })
+		}
+		wg.Wait()
+	}
 	r.end(ctx, okCalls == len(calls))
 }
 
@@ -221,17 +254,27 @@ func (r *run) call(ctx context.Context, c callSpec) error {
 // announces it.
 func (r *run) store(ctx context.Context, idx int, img provider.Image) error {
 	maxPx := r.s.opts.MaxPixels
-	out, mime, err := imageio.Convert(img.Data, r.format, maxPx)
-	if err != nil {
+	unreadable := func(err error) error {
 		msg := "backend returned an image easel cannot read"
 		if errors.Is(err, imageio.ErrTooLarge) {
 			msg = "backend returned an image larger than allowed"
 		}
 		return &provider.Error{Kind: provider.KindProtocol, Message: msg, Err: err}
 	}
-	w, h, _, err := imageio.DecodeConfig(out, maxPx)
+	// The header is read once: when the upstream already sent the asked
+	// format, its size is the stored image's and nothing is re-encoded.
+	w, h, mime, err := imageio.DecodeConfig(img.Data, maxPx)
 	if err != nil {
-		return fmt.Errorf("reading converted image %d: %w", idx, err)
+		return unreadable(err)
+	}
+	out := img.Data
+	if !isFormat(mime, r.format) {
+		if out, mime, err = imageio.Convert(img.Data, r.format, maxPx); err != nil {
+			return unreadable(err)
+		}
+		if w, h, _, err = imageio.DecodeConfig(out, maxPx); err != nil {
+			return fmt.Errorf("reading converted image %d: %w", idx, err)
+		}
 	}
 	key, err := r.s.opts.Blobs.Put(ctx, out, mime)
 	if err != nil {
@@ -252,6 +295,16 @@ func (r *run) store(ctx context.Context, idx int, img provider.Image) error {
 		}
 	})
 	return nil
+}
+
+// isFormat reports whether bytes of type mime already are in format, one
+// of the output formats; imageio.Convert would return them unchanged.
+func isFormat(mime, format string) bool {
+	switch format {
+	case "png", "jpeg", "webp":
+		return imageio.FormatOf(mime) == format
+	}
+	return false
 }
 
 // try makes one upstream call on backend b: wait for a slot, respect the

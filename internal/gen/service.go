@@ -146,7 +146,8 @@ type Service struct {
 	closed   bool
 	jobs     map[string]*Job
 	running  map[string]*Job
-	finished []finishedJob // in finishing order
+	finished []finishedJob // in finishing order; those before head are gone
+	head     int
 }
 
 type finishedJob struct {
@@ -377,12 +378,21 @@ func (s *Service) finish(j *Job) {
 // bound, oldest first.
 func (s *Service) evictLocked() {
 	cutoff := s.opts.Now().Add(-s.opts.KeepFinished)
-	n := 0
+	n := s.head
 	for n < len(s.finished) && (s.finished[n].at.Before(cutoff) || len(s.finished)-n > s.maxFinished) {
 		delete(s.jobs, s.finished[n].id)
+		s.finished[n] = finishedJob{}
 		n++
 	}
-	if n > 0 {
-		s.finished = append(s.finished[:0:0], s.finished[n:]...)
+	s.head = n
+	// Moving the survivors down only once the gone entries outnumber them
+	// keeps each eviction O(1) amortized: at the count bound every finish
+	// evicts one job, and copying the whole list each time was a hot-path
+	// cost under load.
+	if s.head > 0 && s.head >= len(s.finished)-s.head {
+		live := copy(s.finished, s.finished[s.head:])
+		clear(s.finished[live:])
+		s.finished = s.finished[:live]
+		s.head = 0
 	}
 }

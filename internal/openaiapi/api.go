@@ -28,6 +28,9 @@ type Service interface {
 	Model(id string) (gen.ModelInfo, bool)
 	// Start validates req, creates a job and starts it under ctx.
 	Start(ctx context.Context, req *gen.Request) (*gen.Job, error)
+	// Run is Start for a caller that only waits: it runs the job on the
+	// calling goroutine and returns once the job has ended.
+	Run(ctx context.Context, req *gen.Request) (*gen.Job, error)
 	// Blobs is where job results are stored.
 	Blobs() blob.Bucket
 }

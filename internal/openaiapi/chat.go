@@ -281,32 +281,35 @@ func (a *API) handleChat(w http.ResponseWriter, r *http.Request) {
 			images = append(images, img)
 		}
 	}
-	job, err := a.svc.Start(ctx, &gen.Request{
+	req := &gen.Request{
 		Model:  model,
 		Kind:   kind,
 		Prompt: p.Prompt,
 		Images: images,
 		N:      1,
 		KeyID:  server.KeyID(ctx),
-	})
-	if err != nil {
-		a.writeError(w, r, err)
-		return
 	}
-	w.Header().Set("X-Easel-Job-Id", job.ID())
-	id := "chatcmpl-" + job.ID()
-	created := job.Snapshot().Created.Unix()
 	base := a.baseURL(r)
 	if p.Stream {
-		a.streamChat(w, r, job, p, id, model, created, base)
+		job, err := a.svc.Start(ctx, req)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("X-Easel-Job-Id", job.ID())
+		a.streamChat(w, r, job, p, "chatcmpl-"+job.ID(), model, job.Snapshot().Created.Unix(), base)
 		return
 	}
-	snap, err := job.Wait(ctx)
+	job, snap, err := a.runToEnd(ctx, req)
+	if job != nil {
+		w.Header().Set("X-Easel-Job-Id", job.ID())
+	}
 	if err != nil {
-		job.Cancel()
 		a.writeError(w, r, err)
 		return
 	}
+	id := "chatcmpl-" + job.ID()
+	created := snap.Created.Unix()
 	if snap.Status != gen.StatusSucceeded {
 		a.writeError(w, r, jobError(snap))
 		return

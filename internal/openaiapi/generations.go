@@ -198,19 +198,21 @@ func (p *imageParams) request(model string, kind provider.Kind) *gen.Request {
 func (a *API) runImages(w http.ResponseWriter, r *http.Request, req *gen.Request, p *imageParams, ev imageEvents) {
 	ctx := r.Context()
 	req.KeyID = server.KeyID(ctx)
-	job, err := a.svc.Start(ctx, req)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	w.Header().Set("X-Easel-Job-Id", job.ID())
 	if p.Stream {
+		job, err := a.svc.Start(ctx, req)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("X-Easel-Job-Id", job.ID())
 		a.streamImages(w, r, job, p, ev)
 		return
 	}
-	snap, err := job.Wait(ctx)
+	job, snap, err := a.runToEnd(ctx, req)
+	if job != nil {
+		w.Header().Set("X-Easel-Job-Id", job.ID())
+	}
 	if err != nil {
-		job.Cancel()
 		a.writeError(w, r, err)
 		return
 	}
@@ -245,6 +247,22 @@ func (a *API) runImages(w http.ResponseWriter, r *http.Request, req *gen.Request
 		resp.Data = append(resp.Data, imageData{B64JSON: b64})
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// runToEnd runs req on the request's own goroutine and returns its job and
+// final snapshot. err is the Service's refusal (job nil), or ctx's error
+// when the client left before the job succeeded: the job has then already
+// been cancelled through ctx.
+func (a *API) runToEnd(ctx context.Context, req *gen.Request) (*gen.Job, gen.Snapshot, error) {
+	job, err := a.svc.Run(ctx, req)
+	if err != nil {
+		return nil, gen.Snapshot{}, err
+	}
+	snap := job.Snapshot()
+	if snap.Status != gen.StatusSucceeded && ctx.Err() != nil {
+		return job, snap, ctx.Err()
+	}
+	return job, snap, nil
 }
 
 type imagesResponse struct {

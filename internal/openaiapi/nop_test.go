@@ -15,4 +15,7 @@ func (nopService) Model(string) (gen.ModelInfo, bool) { return gen.ModelInfo{}, 
 func (nopService) Start(context.Context, *gen.Request) (*gen.Job, error) {
 	return nil, &gen.NotFoundError{}
 }
+func (nopService) Run(context.Context, *gen.Request) (*gen.Job, error) {
+	return nil, &gen.NotFoundError{}
+}
 func (nopService) Blobs() blob.Bucket { return nil }

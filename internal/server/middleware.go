@@ -159,6 +159,11 @@ func (o *outer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // access logs one line per request. It records only the path: query
 // strings can carry URL signatures, and headers can carry keys.
 func (o *outer) access(r *http.Request, rec *recorder, id string, start time.Time) {
+	// Checked first: the attributes below are built for every request, and
+	// access logging is often off.
+	if !o.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
 	status := rec.status
 	if status == 0 {
 		// Nothing was written: net/http sends 200 with an empty body.

@@ -274,7 +274,14 @@ func (p *Provider) join(ctx context.Context, sp *spaceState, ep *endpoint, data 
 // running upstream when follow fails (so it is worth cancelling).
 func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID string, index, outIdx int, emit func(provider.Event)) (output []byte, live bool, err error) {
 	sctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
+	// draining is set when the finished stream is handed to drainStream,
+	// which then owns the body and sctx.
+	draining := false
+	defer func() {
+		if !draining {
+			stop(nil)
+		}
+	}()
 	stall := p.cfg.StallTimeout
 	timer := time.AfterFunc(stall, func() { stop(errStalled) })
 	defer timer.Stop()
@@ -291,7 +298,11 @@ func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID 
 	if err != nil {
 		return nil, true, p.streamError(ctx, sctx, err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if !draining {
+			resp.Body.Close()
+		}
+	}()
 	if resp.StatusCode != http.StatusOK {
 		body, _, _ := upstream.ReadLimited(resp.Body, maxSmallBody)
 		return nil, true, statusError(resp, body, false)
@@ -382,6 +393,8 @@ func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID 
 			emit(provider.Event{Type: provider.EventPreview, Index: index, Data: img.Data, MIME: img.MIME})
 		case "process_completed":
 			out, err := completedOutput(m)
+			draining = true
+			go drainStream(resp.Body, stop, drainTimeout)
 			return out, false, err
 		case "close_stream":
 			return nil, false, &provider.Error{Kind: provider.KindUpstream, Message: "stream closed before completion"}
@@ -402,6 +415,31 @@ func (p *Provider) follow(ctx context.Context, sp *spaceState, session, eventID 
 		// heartbeat and unknown messages: the read itself already reset
 		// the stall timer.
 	}
+}
+
+// Bounds of drainStream: the upstream ends a finished stream at once, so
+// anything slower or longer is not worth a connection.
+const (
+	drainTimeout  = time.Second
+	maxDrainBytes = 64 << 10
+)
+
+// errDrained is the stream context's cause when draining took too long.
+var errDrained = errors.New("finished stream not closed in time")
+
+// drainStream reads what is left of a finished stream (Gradio sends
+// close_stream and ends the response right after the completion) and then
+// closes it, off the job's path. Read to its end, the connection goes back
+// to the client's pool; closed early, it would be torn down and the next
+// job would pay a new connection on both sides. A stream that does not end
+// within timeout or maxDrainBytes is cut as before. stop cancels the
+// stream request's context once done.
+func drainStream(body io.ReadCloser, stop context.CancelCauseFunc, timeout time.Duration) {
+	t := time.AfterFunc(timeout, func() { stop(errDrained) })
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxDrainBytes))
+	t.Stop()
+	_ = body.Close()
+	stop(nil)
 }
 
 // streamError classifies a failure to open the stream.
