@@ -175,6 +175,34 @@ func TestJobAPISuccess(t *testing.T) {
 		}
 	})
 
+	t.Run("no size leaves the service its default ratio", func(t *testing.T) {
+		resp, err := jobEdit(t, b, src, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Data) != 1 {
+			t.Fatalf("%d images", len(resp.Data))
+		}
+		if r := lastSubmit(t, fake).Fields["aspect_ratio"]; r != "match_input_image" {
+			t.Errorf("aspect_ratio sent = %q, want the preset's default match_input_image", r)
+		}
+	})
+
+	t.Run("a named ratio is passed through", func(t *testing.T) {
+		resp, data := b.postJSON(t, "/v1/images/edits", map[string]any{
+			"model":        jobModel,
+			"prompt":       "keep the shape",
+			"aspect_ratio": "match_input_image",
+			"images":       []map[string]string{{"image_url": "data:image/png;base64," + base64.StdEncoding.EncodeToString(src)}},
+		})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, data)
+		}
+		if r := lastSubmit(t, fake).Fields["aspect_ratio"]; r != "match_input_image" {
+			t.Errorf("aspect_ratio sent = %q", r)
+		}
+	})
+
 	t.Run("a failed poll is repeated", func(t *testing.T) {
 		before := countsOf(fake)
 		fake.Inject(jobapitest.Fault{Route: jobapitest.RoutePoll, Kind: jobapitest.HTTP500, Times: 1})

@@ -31,6 +31,13 @@ type fitted struct {
 //
 // For backends with a list of AspectRatios, the nearest one is chosen.
 func fitSize(caps provider.Capabilities, width, height int, aspect string) fitted {
+	if len(caps.AspectRatios) > 0 && width == 0 && height == 0 && aspect == "" {
+		// A backend that takes ratios and was asked for nothing: send it
+		// nothing, so its own default applies (for an edit backend that is
+		// typically "match the input image", which a made-up 1:1 would
+		// override).
+		return fitted{}
+	}
 	rule := caps.Size
 	var f fitted
 	switch {

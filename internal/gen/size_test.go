@@ -38,7 +38,7 @@ func TestFitSize(t *testing.T) {
 		{"aspect ratio from size", provider.SizeRule{}, ratios, 1920, 1080, "", fitted{1920, 1080, "16:9"}},
 		{"aspect ratio explicit nearest", provider.SizeRule{}, ratios, 0, 0, "3:2", fitted{1254, 836, "4:3"}},
 		// Neither size nor ratio: the backend applies its own default.
-		{"aspect ratio default", provider.SizeRule{}, ratios, 0, 0, "", fitted{1024, 1024, ""}},
+		{"aspect ratio default", provider.SizeRule{}, ratios, 0, 0, "", fitted{0, 0, ""}},
 		{"aspect ratio symbolic", provider.SizeRule{}, []string{"match_input_image", "1:1", "16:9"}, 0, 0, "MATCH_INPUT_IMAGE", fitted{1024, 1024, "match_input_image"}},
 		{"aspect ratio listed exactly", provider.SizeRule{}, ratios, 0, 0, "9:16", fitted{768, 1365, "9:16"}},
 		{"aspect ratio portrait", provider.SizeRule{}, ratios, 600, 1000, "", fitted{600, 1000, "9:16"}},
@@ -79,6 +79,13 @@ func FuzzFitSize(f *testing.F) {
 		}
 		rule := provider.SizeRule{Min: max(lo, 0) % 5000, Max: max(hi, 0) % 5000, Multiple: max(mult, 0) % 257}
 		got := fitSize(provider.Capabilities{Size: rule, AspectRatios: []string{"1:1", "x"}}, w, h, aspect)
+		if w == 0 && aspect == "" {
+			// Nothing asked of a ratio backend: nothing is sent.
+			if got != (fitted{}) {
+				t.Fatalf("fitSize gave %+v for an empty ask", got)
+			}
+			return
+		}
 		if got.Width <= 0 || got.Height <= 0 {
 			t.Fatalf("fitSize gave %+v", got)
 		}

@@ -140,8 +140,11 @@ func (a *API) imageParamsFrom(o object) (*imageParams, *apiError) {
 	if ar, ok, e := o.str("aspect_ratio", "aspect_ratio"); e != nil {
 		return nil, e
 	} else if ok {
-		if len(ar) > 16 {
-			return nil, badRequest("aspect_ratio", "invalid_value", "'aspect_ratio' must look like '16:9'.")
+		// Free-form here: besides "W:H" ratios a backend may list named
+		// ones ("match_input_image"); the runner checks it against the
+		// model.
+		if ar == "" || len(ar) > 64 {
+			return nil, badRequest("aspect_ratio", "invalid_value", "'aspect_ratio' must be a ratio such as '16:9' or one of the model's named ratios.")
 		}
 		p.AspectRatio = ar
 	}
