@@ -66,6 +66,7 @@ func (j *Job) Snapshot() Snapshot {
 	defer j.mu.Unlock()
 	s := j.snap
 	s.Images = append([]StoredImage(nil), j.snap.Images...)
+	s.UpstreamIDs = append([]string(nil), j.snap.UpstreamIDs...)
 	s.Progress = append([]provider.Event(nil), j.snap.Progress...)
 	s.InputNotes = append([]string(nil), j.snap.InputNotes...)
 	return s

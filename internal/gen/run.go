@@ -421,7 +421,18 @@ func (r *run) emitter(c callSpec) func(provider.Event) {
 		if ev.Type == provider.EventQueued && ev.Source == "" {
 			ev.Source = "upstream"
 		}
-		r.job.Publish(ev, nil)
+		var record func(*Snapshot)
+		if ev.UpstreamID != "" {
+			record = func(sn *Snapshot) {
+				if len(sn.UpstreamIDs) < sn.N {
+					sn.UpstreamIDs = append(sn.UpstreamIDs, make([]string, sn.N-len(sn.UpstreamIDs))...)
+				}
+				for i := c.index; i < c.index+c.n && i < len(sn.UpstreamIDs); i++ {
+					sn.UpstreamIDs[i] = ev.UpstreamID
+				}
+			}
+		}
+		r.job.Publish(ev, record)
 	}
 }
 

@@ -3,6 +3,7 @@ package gen
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"runtime"
 	"slices"
@@ -954,5 +955,31 @@ func TestEditRequestPassedOn(t *testing.T) {
 	got := fake.recorded()[0].req
 	if got.Kind != provider.KindEdit || len(got.Images) != 1 || got.Mask == nil || got.Width != 1024 || got.Height != 704 {
 		t.Fatalf("provider request = %+v", got)
+	}
+}
+
+// TestUpstreamIDsRecorded: the id an upstream gives the work lands in the
+// job record for every image that work draws, so the job can later be found,
+// cancelled or resumed upstream.
+func TestUpstreamIDsRecorded(t *testing.T) {
+	t.Parallel()
+	caps := basicCaps
+	caps.MaxN = 2
+	fake := newFake(caps, func(ctx context.Context, call int, req *provider.Request, emit func(provider.Event)) (*provider.Result, error) {
+		emit(provider.Event{Type: provider.EventAccepted, UpstreamID: fmt.Sprintf("up-%d", req.Index)})
+		return okResult(req), nil
+	})
+	b := setup(t, one("a", fake), nil)
+	job, err := b.svc.Start(context.Background(), genReq(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := wait(t, job)
+	if snap.Status != StatusSucceeded {
+		t.Fatalf("status %s: %v", snap.Status, snap.Err)
+	}
+	// MaxN 2 splits n=3 into calls for images {0,1} and {2}.
+	if diff := cmp.Diff([]string{"up-0", "up-0", "up-2"}, snap.UpstreamIDs); diff != "" {
+		t.Errorf("upstream ids (-want +got):\n%s", diff)
 	}
 }

@@ -98,6 +98,10 @@ type Snapshot struct {
 	// backend's limits ("input image 1 scaled from 6000x4000 to
 	// 2449x1633"); empty when they were passed on as sent.
 	InputNotes []string `json:"input_notes,omitempty"`
+	// UpstreamIDs holds, per image index, the upstream's id for the call
+	// that draws it (the same id for every image of one call), as soon as
+	// the upstream accepts the work.
+	UpstreamIDs []string `json:"upstream_ids,omitempty"`
 	// Progress is the last progress event per image, for status displays.
 	Progress []provider.Event `json:"progress,omitempty"`
 	// Err is set when Status is failed or canceled.

@@ -119,6 +119,10 @@ const (
 	EventProgress EventType = "progress"
 	// EventLog: an informative message from the upstream (Message).
 	EventLog EventType = "log"
+	// EventAccepted: the upstream took the work under UpstreamID (a Gradio
+	// event id, a job API's job id). The runner keeps the id in the job
+	// record, so the work can be found, cancelled or resumed upstream.
+	EventAccepted EventType = "accepted"
 	// EventImage: one image is ready (Index). Emitted by the runner.
 	EventImage EventType = "image"
 	// EventPreview: the upstream sent a preview of image Index (Data).
@@ -152,6 +156,8 @@ type Event struct {
 	Unit string `json:"unit,omitempty"`
 	// Message is human-readable text (EventLog, EventFailed).
 	Message string `json:"message,omitempty"`
+	// UpstreamID is the upstream's id for the work (EventAccepted).
+	UpstreamID string `json:"upstream_id,omitempty"`
 	// Source says whose queue a queued event is about: "easel" for the
 	// gateway's own per-backend queue, "upstream" for the backend's.
 	Source string `json:"source,omitempty"`

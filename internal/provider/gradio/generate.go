@@ -120,6 +120,7 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 		}
 	}
 	log.Debug("gradio job joined", "endpoint", ep.label(), "event_id", eventID)
+	emit(provider.Event{Type: provider.EventAccepted, Index: req.Index, UpstreamID: eventID})
 
 	output, live, err := p.follow(ctx, sp, session, eventID, req.Index, idx, emit)
 	if err != nil {

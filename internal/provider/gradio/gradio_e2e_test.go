@@ -376,19 +376,23 @@ func TestGenerateTurboNonSquare(t *testing.T) {
 		t.Errorf("User-Agent %q", got)
 	}
 
-	// Event order: queued, started, then progress with rising steps.
+	// Event order: accepted (with the join's event id), queued, started,
+	// then progress with rising steps.
 	types := rec.types()
-	if len(types) < 3 || types[0] != provider.EventQueued || types[1] != provider.EventStarted {
+	if len(types) < 4 || types[0] != provider.EventAccepted || types[1] != provider.EventQueued || types[2] != provider.EventStarted {
 		t.Fatalf("events %v", types)
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	q := rec.events[0]
+	if a := rec.events[0]; a.UpstreamID != j.EventID || a.Index != 2 {
+		t.Errorf("accepted event %+v, want upstream id %q", a, j.EventID)
+	}
+	q := rec.events[1]
 	if q.Position != 1 || q.Source != "upstream" || q.Index != 2 {
 		t.Errorf("queued event %+v", q)
 	}
 	last := 0
-	for _, ev := range rec.events[2:] {
+	for _, ev := range rec.events[3:] {
 		if ev.Type != provider.EventProgress {
 			t.Errorf("unexpected %s after progress", ev.Type)
 			continue

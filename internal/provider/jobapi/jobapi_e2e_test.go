@@ -84,16 +84,20 @@ func TestGenerateAgainstFake(t *testing.T) {
 		}
 	}
 
-	// Events: the upstream id early, then queued, started, progress.
+	// Events: the upstream id early (for the job record, then for people),
+	// then queued, started, progress.
 	got := ev.all()
-	if len(got) < 3 {
-		t.Fatalf("events = %+v, want log, queued, started and progress", got)
+	if len(got) < 4 {
+		t.Fatalf("events = %+v, want accepted, log, queued, started and progress", got)
 	}
-	if got[0].Type != provider.EventLog || got[0].Message != "upstream job "+id {
-		t.Errorf("first event = %+v, want log %q", got[0], "upstream job "+id)
+	if got[0].Type != provider.EventAccepted || got[0].UpstreamID != id {
+		t.Errorf("first event = %+v, want accepted with upstream id %q", got[0], id)
 	}
-	if got[1].Type != provider.EventQueued || got[1].Source != "upstream" {
-		t.Errorf("second event = %+v, want upstream queued", got[1])
+	if got[1].Type != provider.EventLog || got[1].Message != "upstream job "+id {
+		t.Errorf("second event = %+v, want log %q", got[1], "upstream job "+id)
+	}
+	if got[2].Type != provider.EventQueued || got[2].Source != "upstream" {
+		t.Errorf("third event = %+v, want upstream queued", got[2])
 	}
 	var fractions []float64
 	started := 0

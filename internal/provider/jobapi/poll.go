@@ -34,6 +34,7 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 	if p.onID != nil {
 		p.onID(req.JobID, id)
 	}
+	emit(provider.Event{Type: provider.EventAccepted, Index: req.Index, UpstreamID: id})
 	emit(provider.Event{Type: provider.EventLog, Index: req.Index, Message: "upstream job " + id})
 	emit(provider.Event{Type: provider.EventQueued, Index: req.Index, Source: "upstream", Message: "upstream job " + id})
 	return p.follow(ctx, id, req, emit, false)
@@ -53,6 +54,7 @@ func (p *Provider) Resume(ctx context.Context, upstreamID string, req *provider.
 	if strings.TrimSpace(upstreamID) == "" || len(upstreamID) > maxJobIDLen {
 		return nil, provider.Errorf(provider.KindBadRequest, "resuming needs a saved upstream job id")
 	}
+	emit(provider.Event{Type: provider.EventAccepted, Index: req.Index, UpstreamID: upstreamID})
 	emit(provider.Event{Type: provider.EventLog, Index: req.Index, Message: "upstream job " + upstreamID + " (resumed)"})
 	return p.follow(ctx, upstreamID, req, emit, true)
 }
