@@ -1,17 +1,26 @@
 // Command overhead measures the latency easel adds on top of a Gradio
-// backend. It starts the faithful Gradio fake on loopback, starts a real
-// easel binary wired to it, and drives the same image requests at several
-// concurrency levels two ways: straight at the fake with easel's own Gradio
-// client (the "direct" baseline: join, stream, download), and through
-// easel's OpenAI endpoint (POST /v1/images/generations). It prints p50, p99
-// and requests per second for both, the added latency, easel's CPU time and
-// context switches per request (from /proc, warmup included), and easel's
-// peak RSS.
+// backend. It starts the faithful Gradio fake on loopback in a process of
+// its own, starts a real easel binary wired to it, and drives the same
+// image requests at several concurrency levels two ways:
 //
-// The direct client shares a process with the fake while easel runs in its
-// own, so every upstream hop of the easel path also crosses a process
-// boundary (a thread wake-up on each side); part of the added latency is
-// that, not easel's work.
+//   - direct: this process calls the fake with easel's own Gradio client
+//     (join, stream, download). One process boundary each way: bench to
+//     fake.
+//   - easel: this process calls easel's OpenAI endpoint
+//     (POST /v1/images/generations, response_format as -format), and easel
+//     runs the same Gradio client against the fake and stores the result.
+//     Two boundaries each way: bench to easel, easel to fake.
+//
+// So the added latency is easel's own work (HTTP serving, JSON, job
+// bookkeeping, storing the image: see -data-dir and -fsync) plus the one
+// extra loopback hop through a separate process. Both the fake and easel
+// run with GOMAXPROCS=2; the fake is this same binary re-executed with
+// EASEL_BENCH_ROLE=fake, so its code and Go runtime match the direct
+// client's.
+//
+// It prints p50, p99 and requests per second for both paths, the added
+// latency, easel's CPU time and context switches per request (from /proc,
+// warmup included), and the peak RSS of easel and of the fake.
 //
 // Everything runs on 127.0.0.1 and every loop is bounded by -duration.
 //
@@ -19,6 +28,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,11 +41,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/easelgw/easel/internal/provider"
@@ -43,7 +55,25 @@ import (
 	"github.com/easelgw/easel/internal/provider/gradio/gradiotest"
 )
 
+// roleEnv selects what a run of this binary does; roleFake makes it serve
+// only the Gradio fake, for the parent benchmark to measure against.
+const (
+	roleEnv  = "EASEL_BENCH_ROLE"
+	roleFake = "fake"
+)
+
+// fakeMaxLife bounds a fake process whose parent vanished without closing
+// its stdin.
+const fakeMaxLife = 30 * time.Minute
+
 func main() {
+	if os.Getenv(roleEnv) == roleFake {
+		if err := serveFake(); err != nil {
+			fmt.Fprintln(os.Stderr, "overhead fake:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	levels := flag.String("levels", "1,50,500", "comma-separated client concurrency levels")
 	duration := flag.Duration("duration", 10*time.Second, "measuring time per level and path")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured time before each run")
@@ -51,15 +81,119 @@ func main() {
 	format := flag.String("format", "url", "response_format through easel: url or b64_json")
 	bin := flag.String("easel", "", "path to an easel binary (default: build ./cmd/easel)")
 	dataDir := flag.String("data-dir", "", "easel's data directory (default: a temporary directory; put it on the disk you will deploy on)")
+	fsync := flag.Bool("fsync", true, "easel's storage.fsync: make each stored image durable before answering")
 	flag.Parse()
 
-	if err := run(*levels, *duration, *warmup, *size, *format, *bin, *dataDir); err != nil {
+	if err := run(*levels, *duration, *warmup, *size, *format, *bin, *dataDir, *fsync); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
 }
 
-func run(levelList string, duration, warmup time.Duration, side int, format, bin, dataDir string) error {
+// fakeOptions is the fake's setup, one Gradio app with the z-image-turbo
+// endpoints answering in one step and no request log to grow.
+func fakeOptions() gradiotest.Options {
+	return gradiotest.Options{
+		Endpoints:   gradiotest.ZImageTurbo(gradiotest.Behavior{Steps: 1}),
+		Concurrency: 10000,
+		NoRecord:    true,
+	}
+}
+
+// serveFake is the whole of a fake process: it prints the fake's URL as
+// one line on stdout, then serves until stdin closes (the parent ended or
+// is done), a SIGTERM or interrupt arrives, or fakeMaxLife passes.
+func serveFake() error {
+	fake, err := gradiotest.Start("127.0.0.1:0", fakeOptions())
+	if err != nil {
+		return fmt.Errorf("starting the Gradio fake: %w", err)
+	}
+	defer fake.Close()
+	if _, err := fmt.Println(fake.URL); err != nil {
+		return fmt.Errorf("announcing the fake's URL: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	stdinClosed := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(stdinClosed)
+	}()
+	timer := time.NewTimer(fakeMaxLife)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-stdinClosed:
+	case <-timer.C:
+	}
+	return nil
+}
+
+// fakeProc is a running fake process.
+type fakeProc struct {
+	cmd   *exec.Cmd
+	stdin io.Closer
+	url   string
+}
+
+// startFake re-executes this binary as a fake and reads the URL it
+// announces.
+func startFake() (*fakeProc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding this binary: %w", err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), roleEnv+"="+roleFake, "GOMAXPROCS=2")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the fake process: %w", err)
+	}
+	p := &fakeProc{cmd: cmd, stdin: stdin}
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(io.LimitReader(stdout, 4096)).ReadString('\n')
+		line <- strings.TrimSpace(s)
+		// Keep draining so a stray write cannot block the fake.
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case u := <-line:
+		if !strings.HasPrefix(u, "http://127.0.0.1:") {
+			p.stop()
+			return nil, fmt.Errorf("the fake process announced %q, not a loopback URL", u)
+		}
+		p.url = u
+		return p, nil
+	case <-time.After(30 * time.Second):
+		p.stop()
+		return nil, errors.New("the fake process did not announce its URL in time")
+	}
+}
+
+// stop closes the fake's stdin, which ends it, and kills it if it lingers.
+func (p *fakeProc) stop() {
+	_ = p.stdin.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func run(levelList string, duration, warmup time.Duration, side int, format, bin, dataDir string, fsync bool) error {
 	var levels []int
 	for _, f := range strings.Split(levelList, ",") {
 		c, err := strconv.Atoi(strings.TrimSpace(f))
@@ -83,15 +217,11 @@ func run(levelList string, duration, warmup time.Duration, side int, format, bin
 		}
 	}
 
-	fake, err := gradiotest.Start("127.0.0.1:0", gradiotest.Options{
-		Endpoints:   gradiotest.ZImageTurbo(gradiotest.Behavior{Steps: 1}),
-		Concurrency: 10000,
-		NoRecord:    true,
-	})
+	fake, err := startFake()
 	if err != nil {
-		return fmt.Errorf("starting the Gradio fake: %w", err)
+		return err
 	}
-	defer fake.Close()
+	defer fake.stop()
 
 	port, err := freePort()
 	if err != nil {
@@ -106,6 +236,8 @@ func run(levelList string, duration, warmup time.Duration, side int, format, bin
 data_dir: %q
 log:
   level: error
+storage:
+  fsync: %t
 backends:
   - name: bench
     type: gradio
@@ -117,13 +249,15 @@ backends:
 models:
   - id: bench
     backends: [bench]
-`, addr, dataDir, fake.URL)
+`, addr, dataDir, fsync, fake.url)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, "serve", "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.Env = append(os.Environ(), "EASEL_API_KEYS=", "GOMAXPROCS=2")
+	// The empty EASEL_STORAGE_FSYNC keeps an inherited value from
+	// overriding -fsync.
+	cmd.Env = append(os.Environ(), "EASEL_API_KEYS=", "EASEL_STORAGE_FSYNC=", "GOMAXPROCS=2")
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting easel: %w", err)
 	}
@@ -148,7 +282,7 @@ models:
 	}
 
 	direct, err := gradio.New("direct", gradio.Config{
-		Space:   fake.URL,
+		Space:   fake.url,
 		APIName: "/generate_image",
 		Inputs: []gradio.Input{
 			{From: "prompt"}, {From: "height"}, {From: "width"},
@@ -194,8 +328,8 @@ models:
 		return nil
 	}
 
-	fmt.Printf("easel overhead benchmark: %dx%d PNG, response_format=%s, %s per run, GOMAXPROCS=2 for easel, %d CPUs\n\n",
-		side, side, format, duration, numCPU())
+	fmt.Printf("easel overhead benchmark: %dx%d PNG, response_format=%s, %s per run, fsync=%t, GOMAXPROCS=2 for easel and the fake (separate processes), %d CPUs\n\n",
+		side, side, format, duration, fsync, numCPU())
 	fmt.Println("| clients | direct p50 | easel p50 | added p50 | ratio p50 | direct p99 | easel p99 | direct req/s | easel req/s | easel CPU/req | easel switches/req | errors (d/e) |")
 	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, c := range levels {
@@ -227,6 +361,9 @@ models:
 		return err
 	}
 	fmt.Printf("\neasel peak RSS: %.1f MiB\n", float64(peak)/(1<<20))
+	if fp, err := peakRSS(fake.cmd.Process.Pid); err == nil {
+		fmt.Printf("fake peak RSS: %.1f MiB\n", float64(fp)/(1<<20))
+	}
 	return nil
 }
 

@@ -103,23 +103,13 @@ func (b *Bucket) Put(ctx context.Context, data []byte, mime string) (string, err
 	}
 	sum := sha256.Sum256(data)
 	key := hex.EncodeToString(sum[:]) + "." + ext
-	p := objectPath(key)
-	if fi, err := b.root.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
-		return key, nil
-	}
-	dir := path.Dir(p)
-	if err := b.mkdir(dir); err != nil {
-		return "", err
-	}
-	err := b.writeAtomic(dir, p, data)
+	dir := path.Dir(objectPath(key))
+	err := b.putIn(dir, key, data)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The fan-out directory vanished since we made it: forget it and
 		// try once more.
 		b.made.Delete(dir)
-		if err = b.mkdir(dir); err != nil {
-			return "", err
-		}
-		err = b.writeAtomic(dir, p, data)
+		err = b.putIn(dir, key, data)
 	}
 	if err != nil {
 		return "", fmt.Errorf("storing blob %s: %w", key, err)
@@ -133,26 +123,48 @@ func (b *Bucket) mkdir(dir string) error {
 		return nil
 	}
 	if err := b.root.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("storing blob: creating %s: %w", dir, err)
+		return fmt.Errorf("creating %s: %w", dir, err)
 	}
 	b.made.Store(dir, struct{}{})
 	return nil
 }
 
-// writeAtomic writes data to a temp file beside final, syncs it (unless
-// NoSync) and renames it into place, removing the temp file on any failure.
-func (b *Bucket) writeAtomic(dir, final string, data []byte) (err error) {
+// putIn stores data as name in the fan-out directory dir, creating it if
+// needed. The directory is opened once as a root of its own and every
+// later call names a plain file in it: each call through the bucket's root
+// would otherwise walk and check both fan-out levels again (an openat per
+// level, several syscalls per step). The sub-root stays confined like its
+// parent, so a symlink planted below it still cannot lead outside.
+func (b *Bucket) putIn(dir, name string, data []byte) error {
+	if err := b.mkdir(dir); err != nil {
+		return err
+	}
+	d, err := b.root.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", dir, err)
+	}
+	defer d.Close()
+	if fi, err := d.Stat(name); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
+		return nil
+	}
+	return b.writeAtomic(d, name, data)
+}
+
+// writeAtomic writes data to a temp file beside final in d, syncs it
+// (unless NoSync) and renames it into place, removing the temp file on any
+// failure.
+func (b *Bucket) writeAtomic(d *os.Root, final string, data []byte) (err error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := path.Join(dir, ".tmp-"+hex.EncodeToString(rnd[:]))
-	f, err := b.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	tmp := ".tmp-" + hex.EncodeToString(rnd[:])
+	f, err := d.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return fmt.Errorf("creating temp file: %w", err)
 	}
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			_ = b.root.Remove(tmp)
+			_ = d.Remove(tmp)
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
@@ -166,7 +178,7 @@ func (b *Bucket) writeAtomic(dir, final string, data []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("closing: %w", err)
 	}
-	if err = b.root.Rename(tmp, final); err != nil {
+	if err = d.Rename(tmp, final); err != nil {
 		return fmt.Errorf("renaming into place: %w", err)
 	}
 	if b.noSync {
@@ -174,9 +186,9 @@ func (b *Bucket) writeAtomic(dir, final string, data []byte) (err error) {
 	}
 	// Make the rename itself durable; a failure here leaves a complete
 	// object, so it is not reported.
-	if d, derr := b.root.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
+	if df, derr := d.Open("."); derr == nil {
+		_ = df.Sync()
+		_ = df.Close()
 	}
 	return nil
 }
