@@ -154,7 +154,8 @@ func decodePixels(b []byte, mime string) (image.Image, error) {
 	return img, nil
 }
 
-// encodeAs writes img as format with the same settings as Convert.
+// encodeAs writes img as format (png, jpeg or webp): png at BestSpeed,
+// jpeg at JPEGQuality over white, webp lossless.
 func encodeAs(img image.Image, format string) ([]byte, error) {
 	var buf bytes.Buffer
 	err := guard(func() error {

@@ -16,7 +16,6 @@ import (
 	"image/jpeg"
 	"image/png"
 
-	"github.com/HugoSmits86/nativewebp"
 	"golang.org/x/image/webp"
 )
 
@@ -161,41 +160,15 @@ func Convert(b []byte, format string, maxPixels int) (out []byte, mime string, e
 	if outMIME == inMIME {
 		return b, inMIME, nil
 	}
-	var img image.Image
-	err = guard(func() error {
-		var derr error
-		r := bytes.NewReader(b)
-		switch inMIME {
-		case MIMEPNG:
-			img, derr = png.Decode(r)
-		case MIMEJPEG:
-			img, derr = jpeg.Decode(r)
-		case MIMEGIF:
-			img, derr = gif.Decode(r)
-		case MIMEWebP:
-			img, derr = webp.Decode(r)
-		}
-		return derr
-	})
+	img, err := decodePixels(b, inMIME)
 	if err != nil {
-		return nil, "", fmt.Errorf("decoding %s: %w: %w", FormatOf(inMIME), ErrCorrupt, err)
+		return nil, "", err
 	}
-	var buf bytes.Buffer
-	err = guard(func() error {
-		switch outMIME {
-		case MIMEPNG:
-			enc := png.Encoder{CompressionLevel: png.BestSpeed}
-			return enc.Encode(&buf, img)
-		case MIMEJPEG:
-			return jpeg.Encode(&buf, flatten(img), &jpeg.Options{Quality: JPEGQuality})
-		default:
-			return nativewebp.Encode(&buf, img, nil)
-		}
-	})
+	out, err = encodeAs(img, FormatOf(outMIME))
 	if err != nil {
-		return nil, "", fmt.Errorf("encoding %s: %w", format, err)
+		return nil, "", err
 	}
-	return buf.Bytes(), outMIME, nil
+	return out, outMIME, nil
 }
 
 // flatten draws img over opaque white, because JPEG has no alpha and the
