@@ -59,7 +59,7 @@ var (
 var inputFroms = map[string]bool{
 	"prompt": true, "negative_prompt": true, "width": true, "height": true,
 	"size": true, "size_choice": true, "steps": true, "seed": true,
-	"randomize_seed": true, "image": true, "images": true,
+	"randomize_seed": true, "image": true, "images": true, "mask": true,
 }
 
 // Validate checks the whole configuration and returns every problem found,

@@ -53,7 +53,8 @@ type Input struct {
 	// choice of a Dropdown nearest in aspect ratio, read from the Space's
 	// /config or from Choices), steps, seed, randomize_seed (true when the
 	// client gave no seed), image (first input image as FileData), images
-	// (all input images as a Gallery value).
+	// (all input images as a Gallery value), mask (the edit's mask as
+	// FileData; Default, usually null, when the request has none).
 	From string `yaml:"from,omitempty"`
 	// Value is a constant sent as is (any JSON value; null for State).
 	Value any `yaml:"value,omitempty"`

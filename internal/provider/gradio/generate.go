@@ -81,6 +81,14 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 			return nil, fmt.Errorf("uploading input images: %w", err)
 		}
 	}
+	var mask *fileData
+	if req.Mask != nil && p.takesMask() {
+		files, err := p.upload(ctx, sp, []provider.InputImage{*req.Mask})
+		if err != nil {
+			return nil, fmt.Errorf("uploading the mask: %w", err)
+		}
+		mask = &files[0]
+	}
 
 	session, err := newSessionHash()
 	if err != nil {
@@ -89,7 +97,7 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 	var eventID string
 	for attempt := 0; ; attempt++ {
 		var data []any
-		if data, err = p.buildData(ep, req, uploaded); err != nil {
+		if data, err = p.buildData(ep, req, uploaded, mask); err != nil {
 			return nil, err
 		}
 		eventID, err = p.join(ctx, sp, ep, data, session)

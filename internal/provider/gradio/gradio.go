@@ -135,7 +135,7 @@ func BaseURL(space string) (string, error) {
 
 var knownFrom = map[string]bool{
 	"prompt": true, "negative_prompt": true, "width": true, "height": true, "size": true,
-	"size_choice": true, "steps": true, "seed": true, "randomize_seed": true, "image": true, "images": true,
+	"size_choice": true, "steps": true, "seed": true, "randomize_seed": true, "image": true, "images": true, "mask": true,
 }
 
 // validate checks cfg, applies defaults in place and returns the base URL.

@@ -1252,3 +1252,61 @@ func TestCancelDuringJoin(t *testing.T) {
 		t.Errorf("cancel %+v does not name the joined event %+v", cs[0], j)
 	}
 }
+
+// TestMaskInput: an inpainting endpoint gets the edit's mask, uploaded like
+// the image, at the position of the input that takes it; without a mask the
+// input's default (null) is sent.
+func TestMaskInput(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var masks []int // bytes of the mask each call received; -1 for null
+	ep := gradiotest.Endpoint{
+		APIName: "inpaint",
+		Inputs: []gradiotest.Component{
+			{ID: 3, Type: "image", Label: "Image", Name: "image"},
+			{ID: 5, Type: "image", Label: "Mask", Name: "mask"},
+			{ID: 7, Type: "textbox", Label: "Prompt", Name: "prompt"},
+		},
+		Outputs: []gradiotest.Component{{ID: 9, Type: "image", Label: "Result"}},
+		Run: func(ctx context.Context, c *gradiotest.Call) ([]any, error) {
+			if _, err := c.File(0); err != nil {
+				return nil, err
+			}
+			n := -1
+			if c.Input(1) != nil {
+				m, err := c.File(1)
+				if err != nil {
+					return nil, err
+				}
+				n = len(m)
+			}
+			mu.Lock()
+			masks = append(masks, n)
+			mu.Unlock()
+			return []any{c.PNG(8, 8, 1)}, nil
+		},
+	}
+	fake := newFake(t, gradiotest.Options{Endpoints: []gradiotest.Endpoint{ep}})
+	p := newProvider(t, gradio.Config{
+		Space:   fake.URL,
+		APIName: "/inpaint",
+		Inputs:  []gradio.Input{{From: "image"}, {From: "mask"}, {From: "prompt"}},
+		Output:  gradio.Output{Kind: "image"},
+	})
+	img := provider.InputImage{Data: pngBytes(t, 8, 8), MIME: "image/png", Name: "in.png"}
+	mask := provider.InputImage{Data: pngBytes(t, 8, 4), MIME: "image/png", Name: "mask.png"}
+	if _, err := generate(t, p, &provider.Request{Kind: provider.KindEdit, Prompt: "fill", Images: []provider.InputImage{img}, Mask: &mask}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := generate(t, p, &provider.Request{Kind: provider.KindEdit, Prompt: "fill", Images: []provider.InputImage{img}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(masks) != 2 || masks[0] != len(mask.Data) || masks[1] != -1 {
+		t.Errorf("masks received %v, want [%d -1]", masks, len(mask.Data))
+	}
+	if n := len(fake.Uploads()); n != 3 {
+		t.Errorf("%d files uploaded, want 3 (image and mask, then image)", n)
+	}
+}

@@ -44,9 +44,20 @@ func (p *Provider) needsUpload() bool {
 	return false
 }
 
+// takesMask reports whether an input takes the request's mask.
+func (p *Provider) takesMask() bool {
+	for _, in := range p.cfg.Inputs {
+		if in.From == "mask" {
+			return true
+		}
+	}
+	return false
+}
+
 // buildData turns the request into the endpoint's positional data.
-// uploaded holds the FileData of req.Images, in order.
-func (p *Provider) buildData(ep *endpoint, req *provider.Request, uploaded []fileData) ([]any, error) {
+// uploaded holds the FileData of req.Images, in order, and mask that of
+// req.Mask (nil when there is none or no input takes it).
+func (p *Provider) buildData(ep *endpoint, req *provider.Request, uploaded []fileData, mask *fileData) ([]any, error) {
 	hasRandomize := false
 	for _, in := range p.cfg.Inputs {
 		if in.From == "randomize_seed" {
@@ -55,7 +66,7 @@ func (p *Provider) buildData(ep *endpoint, req *provider.Request, uploaded []fil
 	}
 	data := make([]any, len(p.cfg.Inputs))
 	for i, in := range p.cfg.Inputs {
-		v, err := p.inputValue(ep, i, in, req, uploaded, hasRandomize)
+		v, err := p.inputValue(ep, i, in, req, uploaded, mask, hasRandomize)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +105,7 @@ func defaultType(from string) string {
 	return ""
 }
 
-func (p *Provider) inputValue(ep *endpoint, pos int, in Input, req *provider.Request, uploaded []fileData, hasRandomize bool) (any, error) {
+func (p *Provider) inputValue(ep *endpoint, pos int, in Input, req *provider.Request, uploaded []fileData, mask *fileData, hasRandomize bool) (any, error) {
 	orDefault := func(v any, given bool) any {
 		if given {
 			return v
@@ -155,6 +166,11 @@ func (p *Provider) inputValue(ep *endpoint, pos int, in Input, req *provider.Req
 			return in.Default, nil
 		}
 		return uploaded[0], nil
+	case "mask":
+		if mask == nil {
+			return in.Default, nil
+		}
+		return *mask, nil
 	case "images":
 		if len(uploaded) == 0 {
 			if in.Default != nil {

@@ -565,7 +565,7 @@ func TestSizeChoiceSources(t *testing.T) {
 		{"configured first when nothing asked", without, provider.Request{}, "512x512"},
 	}
 	for _, tt := range tests {
-		data, err := p.buildData(tt.ep, &tt.req, nil)
+		data, err := p.buildData(tt.ep, &tt.req, nil, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
