@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/easelgw/easel/internal/retryafter"
 	"io"
 	"net"
 	"net/http"
@@ -67,7 +68,7 @@ func statusError(resp *http.Response, body []byte, notStarted bool) error {
 	switch {
 	case code == http.StatusTooManyRequests:
 		e.Kind, e.Message, e.NotStarted = provider.KindRateLimited, "the upstream is rate limiting requests", true
-		e.RetryAfter = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		e.RetryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now())
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		e.Kind, e.NotStarted = provider.KindConfig, notStarted
 		e.Message = fmt.Sprintf("the upstream refused authorization (HTTP %d): check the backend's token", code)
@@ -77,7 +78,7 @@ func statusError(resp *http.Response, body []byte, notStarted bool) error {
 	case code == http.StatusServiceUnavailable:
 		e.Kind, e.NotStarted = provider.KindUnavailable, notStarted
 		e.Message = "the upstream is unavailable (HTTP 503)"
-		e.RetryAfter = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		e.RetryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), time.Now())
 	case code >= 500:
 		e.Kind, e.NotStarted = provider.KindUnavailable, notStarted
 		e.Message = fmt.Sprintf("the upstream failed (HTTP %d)", code)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/easelgw/easel/internal/retryafter"
 	"io"
 	"net/http"
 	"net/url"
@@ -247,7 +248,7 @@ func (p *Provider) join(ctx context.Context, sp *spaceState, ep *endpoint, data 
 		// Gradio's queue-full answer carries no Retry-After; leave it zero
 		// so the runner's own short backoff paces retries, and the HTTP
 		// layer suggests a default wait to the client.
-		ra := upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		ra := retryafter.Parse(resp.Header.Get("Retry-After"), time.Now())
 		return "", &provider.Error{Kind: provider.KindUnavailable, Message: "backend queue is full", RetryAfter: ra, NotStarted: true,
 			Err: fmt.Errorf("HTTP 503 from join: %s", bodyMessage(rb))}
 	case http.StatusInternalServerError:

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/easelgw/easel/internal/retryafter"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -295,7 +296,7 @@ func (p *Provider) acceptAnswer(resp *http.Response, raw []byte) (string, error)
 		codeText, _ := scalarText(code)
 		switch {
 		case containsText(a.RateLimitCodes, code):
-			ra := upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), p.now())
+			ra := retryafter.Parse(resp.Header.Get("Retry-After"), p.now())
 			if ra == 0 {
 				ra = a.RateLimitRetryAfter
 			}
@@ -344,11 +345,11 @@ func (p *Provider) submitStatusError(resp *http.Response, raw []byte) error {
 	switch {
 	case code == http.StatusTooManyRequests:
 		e.Kind, e.NotStarted = provider.KindRateLimited, true
-		e.RetryAfter = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), p.now())
+		e.RetryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), p.now())
 		e.Message = withDetail("the upstream is rate limiting requests (HTTP 429)", detail)
 	case code == http.StatusServiceUnavailable:
 		e.Kind, e.NotStarted = provider.KindUnavailable, true
-		e.RetryAfter = upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), p.now())
+		e.RetryAfter = retryafter.Parse(resp.Header.Get("Retry-After"), p.now())
 		e.Message = withDetail("the upstream is unavailable (HTTP 503)", detail)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		e.Kind, e.NotStarted = provider.KindConfig, true
@@ -407,7 +408,7 @@ func withDetail(msg, detail string) string {
 
 // retryAfterOr returns the Retry-After of resp, or def when it has none.
 func (p *Provider) retryAfterOr(resp *http.Response, def time.Duration) time.Duration {
-	if d := upstream.ParseRetryAfter(resp.Header.Get("Retry-After"), p.now()); d > 0 {
+	if d := retryafter.Parse(resp.Header.Get("Retry-After"), p.now()); d > 0 {
 		return d
 	}
 	return def

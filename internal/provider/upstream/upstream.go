@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/easelgw/easel/internal/provider"
@@ -21,10 +19,6 @@ import (
 
 // DefaultUserAgent is sent when a backend is given no User-Agent.
 const DefaultUserAgent = "easel"
-
-// MaxRetryAfter caps a Retry-After value: anything longer is an upstream
-// bug or a daily quota, and either way a day is the most worth reporting.
-const MaxRetryAfter = 24 * time.Hour
 
 // NewClient returns the tuned client a backend uses when given none: a 5s
 // connect timeout and no overall timeout, because one job's stream or
@@ -80,28 +74,6 @@ func ReadLimited(r io.Reader, limit int64) (body []byte, tooBig bool, err error)
 		return body[:limit], true, err
 	}
 	return body, false, err
-}
-
-// ParseRetryAfter reads a Retry-After value (RFC 9110: delay seconds or an
-// HTTP date) relative to now. Garbage, zero, negative and past values give
-// 0 (unknown); anything longer than MaxRetryAfter is cut to it.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return time.Duration(min(n, int64(MaxRetryAfter/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		if d := t.Sub(now); d > 0 {
-			return min(d.Round(time.Second), MaxRetryAfter)
-		}
-	}
-	return 0
 }
 
 // CanceledError reports that ctx ended while doing ("downloading the

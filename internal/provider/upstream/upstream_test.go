@@ -19,39 +19,6 @@ import (
 	"github.com/easelgw/easel/internal/provider"
 )
 
-func TestParseRetryAfter(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"30", 30 * time.Second},
-		{"7", 7 * time.Second},
-		{" 7 ", 7 * time.Second},
-		{" 120 ", 2 * time.Minute},
-		{"0", 0},
-		{"-5", 0},
-		{"abc", 0},
-		{"soon", 0},
-		{"1e99", 0},
-		{"99999999999999999999", 0}, // overflows int64: garbage, not a day
-		{"99999999", 24 * time.Hour},
-		{"999999999", 24 * time.Hour},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-		{now.Add(30 * 24 * time.Hour).Format(http.TimeFormat), 24 * time.Hour},
-		{"Fri, 02 Jan 2026 03:04:35 GMT", 30 * time.Second},
-		{"Thu, 01 Jan 2026 00:00:30 GMT", 0},
-	}
-	for _, tt := range tests {
-		if got := ParseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("ParseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestStripHTML(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ in, want string }{
