@@ -1,0 +1,57 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/easelgw/easel/internal/store"
+)
+
+type idempotency struct{ s *Store }
+
+func (i idempotency) Claim(ctx context.Context, keyID, idemKey, requestHash, jobID string, expires time.Time) (string, bool, error) {
+	if idemKey == "" || jobID == "" {
+		return "", false, fmt.Errorf("claiming idempotency key: key and job id are required: %w", store.ErrInvalid)
+	}
+	var existing string
+	var conflict bool
+	err := i.s.inTx(ctx, func(tx *sql.Tx) error {
+		var hash, job string
+		var exp int64
+		err := tx.QueryRowContext(ctx, `SELECT request_hash, job_id, expires_ms FROM idempotency
+			WHERE key_id = ? AND idem_key = ?`, keyID, idemKey).Scan(&hash, &job, &exp)
+		switch {
+		case err == nil && exp > i.s.now().UnixMilli():
+			existing, conflict = job, hash != requestHash
+			return nil
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		// No claim, or an expired one: this request takes the key.
+		_, err = tx.ExecContext(ctx, `INSERT INTO idempotency (key_id, idem_key, request_hash, job_id, expires_ms)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (key_id, idem_key) DO UPDATE SET request_hash = excluded.request_hash,
+				job_id = excluded.job_id, expires_ms = excluded.expires_ms`,
+			keyID, idemKey, requestHash, jobID, expires.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("claiming idempotency key: %w", err)
+	}
+	return existing, conflict, nil
+}
+
+func (i idempotency) Purge(ctx context.Context, now time.Time) (int, error) {
+	res, err := i.s.db.ExecContext(ctx, `DELETE FROM idempotency WHERE expires_ms <= ?`, now.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("purging idempotency keys: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("purging idempotency keys: %w", err)
+	}
+	return int(n), nil
+}
