@@ -267,8 +267,7 @@ func (a *API) handleChat(w http.ResponseWriter, r *http.Request) {
 		// The model is checked before any URL is fetched, so a request that
 		// would be refused anyway costs no download.
 		if mi, ok := a.svc.Model(model); ok && !mi.Capabilities.ImageToImage {
-			a.writeError(w, r, &gen.InvalidError{Param: "messages", Code: "unsupported_value",
-				Message: "model '" + mi.ID + "' does not take input images; send text only"})
+			a.writeError(w, r, notAnEditModel(mi.ID, "messages"))
 			return
 		}
 		budget := &imageBudget{left: a.maxUpload}
