@@ -51,7 +51,7 @@ func fitSize(caps provider.Capabilities, width, height int, aspect string) fitte
 			dw, dh = rule.DefaultWidth, rule.DefaultHeight
 		}
 		f.Width, f.Height = dw, dh
-		if rw, rh, ok := parseRatio(aspect); ok {
+		if rw, rh, ok := provider.ParseAspectRatio(aspect); ok {
 			area := float64(dw) * float64(dh)
 			r := float64(rw) / float64(rh)
 			f.Width = int(math.Round(math.Sqrt(area * r)))
@@ -80,7 +80,7 @@ func fitRatio(list []string, width, height int, aspect string) string {
 			return r
 		}
 	}
-	if rw, rh, ok := parseRatio(aspect); ok {
+	if rw, rh, ok := provider.ParseAspectRatio(aspect); ok {
 		return nearestRatio(list, rw, rh)
 	}
 	if width > 0 && height > 0 {
@@ -162,11 +162,7 @@ func parseSize(s string) (w, h int, ok bool) {
 	return parsePair(strings.ToLower(strings.TrimSpace(s)), "x")
 }
 
-// parseRatio reads "W:H" with positive terms.
-func parseRatio(s string) (w, h int, ok bool) {
-	return parsePair(strings.TrimSpace(s), ":")
-}
-
+// parsePair reads "A<sep>B" with both sides positive and at most 2^20.
 func parsePair(s, sep string) (a, b int, ok bool) {
 	l, r, found := strings.Cut(s, sep)
 	if !found {

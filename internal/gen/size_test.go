@@ -64,7 +64,7 @@ func TestParsePair(t *testing.T) {
 	if w, h, ok := parseSize(" 1024X768 "); !ok || w != 1024 || h != 768 {
 		t.Errorf("parseSize upper-case X: %d %d %v", w, h, ok)
 	}
-	if w, h, ok := parseRatio("16:9"); !ok || w != 16 || h != 9 {
+	if w, h, ok := provider.ParseAspectRatio("16:9"); !ok || w != 16 || h != 9 {
 		t.Errorf("parseRatio: %d %d %v", w, h, ok)
 	}
 }

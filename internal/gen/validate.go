@@ -27,7 +27,7 @@ func (s *Service) validate(mi ModelInfo, req *Request) error {
 		return &InvalidError{Param: "size", Code: "invalid_value", Message: fmt.Sprintf("size %dx%d exceeds the limit of %d pixels", req.Width, req.Height, s.opts.MaxPixels)}
 	}
 	if req.AspectRatio != "" {
-		if _, _, ok := parseRatio(req.AspectRatio); !ok && !slices.ContainsFunc(caps.AspectRatios, func(r string) bool { return strings.EqualFold(r, req.AspectRatio) }) {
+		if _, _, ok := provider.ParseAspectRatio(req.AspectRatio); !ok && !slices.ContainsFunc(caps.AspectRatios, func(r string) bool { return strings.EqualFold(r, req.AspectRatio) }) {
 			msg := fmt.Sprintf("aspect ratio %q is not of the form W:H", req.AspectRatio)
 			if len(caps.AspectRatios) > 0 {
 				msg += fmt.Sprintf(" nor one of the model's ratios (%s)", strings.Join(caps.AspectRatios, ", "))
