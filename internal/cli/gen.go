@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/easelgw/easel/internal/imageio"
+	"github.com/easelgw/easel/internal/provider/upstream"
 	"io"
 	"math"
 	"mime"
@@ -767,16 +769,11 @@ func (p *outputPlan) save(data []byte) (string, error) {
 	return "", fmt.Errorf("saving the image: no free img-K name in %s", p.dir)
 }
 
+// imageExt names a saved file by what its bytes are, whatever the server
+// said; anything that is not an image easel knows is saved as .bin.
 func imageExt(data []byte) string {
-	switch http.DetectContentType(data) {
-	case "image/jpeg":
-		return ".jpg"
-	case "image/webp":
-		return ".webp"
-	case "image/gif":
-		return ".gif"
-	case "image/png":
-		return ".png"
+	if mime, ok := imageio.Sniff(data); ok {
+		return upstream.FileExt(mime)
 	}
 	return ".bin"
 }
