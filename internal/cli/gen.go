@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/easelgw/easel/internal/imageio"
-	"github.com/easelgw/easel/internal/provider/upstream"
 	"io"
 	"math"
 	"mime"
@@ -28,6 +26,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/easelgw/easel/internal/config"
+	"github.com/easelgw/easel/internal/imageio"
+	"github.com/easelgw/easel/internal/provider/upstream"
 )
 
 // Environment variables read by "easel gen".

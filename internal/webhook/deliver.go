@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/easelgw/easel/internal/retryafter"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/easelgw/easel/internal/netguard"
+	"github.com/easelgw/easel/internal/retryafter"
 )
 
 const (

@@ -1,9 +1,10 @@
 package webhook
 
 import (
-	"github.com/easelgw/easel/internal/retryafter"
 	"math/rand/v2"
 	"time"
+
+	"github.com/easelgw/easel/internal/retryafter"
 )
 
 // schedule is the Standard Webhooks example schedule: the wait before

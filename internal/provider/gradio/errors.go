@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/easelgw/easel/internal/retryafter"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/provider/upstream"
+	"github.com/easelgw/easel/internal/retryafter"
 )
 
 // newRequest builds an upstream request carrying easel's identity and, when

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/easelgw/easel/internal/retryafter"
 	"io"
 	"net/http"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/provider/upstream"
+	"github.com/easelgw/easel/internal/retryafter"
 )
 
 // cancelTimeout bounds the best-effort cancel and reset calls made after

@@ -10,7 +10,6 @@ import (
 	"image"
 	"image/png"
 
-	_ "golang.org/x/image/webp" // decodes the webp-format Space results
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	_ "golang.org/x/image/webp" // decodes the webp-format Space results
 
 	"github.com/google/go-cmp/cmp"
 

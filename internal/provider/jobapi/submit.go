@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/easelgw/easel/internal/retryafter"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/provider/upstream"
+	"github.com/easelgw/easel/internal/retryafter"
 )
 
 // maxAPIBody caps a submit or poll answer: they are small JSON documents,
