@@ -237,8 +237,8 @@ func TestServeDemoSmoke(t *testing.T) {
 	for _, m := range models.Data {
 		ids = append(ids, m.ID)
 	}
-	if models.Object != "list" || len(ids) < 2 || ids[0] != "demo-z-image-turbo" || ids[1] != "z-image-turbo" {
-		t.Errorf("models = %v, want demo-z-image-turbo first, then z-image-turbo", ids)
+	if models.Object != "list" || len(ids) < 3 || ids[0] != "demo-z-image-turbo" || ids[1] != "demo-image-edit" || ids[2] != "z-image-turbo" {
+		t.Errorf("models = %v, want demo-z-image-turbo first, then demo-image-edit, then z-image-turbo", ids)
 	}
 
 	// A generation on the demo model runs entirely in-process.

@@ -1,5 +1,6 @@
 // Package cli holds easel's command line: the cobra command tree (serve,
-// config, version, gen, probe, backends, plus cobra's completion and help)
+// config, version, gen, probe, backends, keys, plus cobra's completion and
+// help)
 // and, in serve, the composition root that wires configuration, storage,
 // backends, the job service and the HTTP server together by constructor
 // arguments.
@@ -76,6 +77,7 @@ for another Gradio Space and "easel backends" checks the configured ones.`,
 		newGenCommand(&opts),
 		newProbeCommand(&opts),
 		newBackendsCommand(&opts),
+		newKeysCommand(&opts),
 	)
 	// Flag mistakes exit with ExitUsage; subcommands inherit this.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })

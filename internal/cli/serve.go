@@ -21,9 +21,12 @@ import (
 	"github.com/easelgw/easel/internal/openaiapi"
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/provider/gradio"
-	"github.com/easelgw/easel/internal/provider/gradio/gradiotest"
 	"github.com/easelgw/easel/internal/provider/jobapi"
+	"github.com/easelgw/easel/internal/retention"
 	"github.com/easelgw/easel/internal/server"
+	"github.com/easelgw/easel/internal/store"
+	"github.com/easelgw/easel/internal/store/sqlite"
+	"github.com/easelgw/easel/internal/ui"
 )
 
 // ShutdownDrain is how long serve lets requests in flight finish after
@@ -124,30 +127,11 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 	}()
 
 	if f.demo {
-		fake, err := gradiotest.Start("127.0.0.1:0", gradiotest.Options{
-			Endpoints:   gradiotest.ZImageTurbo(gradiotest.Behavior{Steps: demoSteps, StepDelay: demoStepDelay}),
-			Concurrency: demoConcurrency,
-			NoRecord:    true,
-		})
+		stop, err := startDemo(cfg, log)
 		if err != nil {
-			return fmt.Errorf("starting the demo backend: %w", err)
+			return err
 		}
-		closers = append(closers, fake.Close)
-		cfg.WithDemo(fake.URL)
-		if err := cfg.Validate(); err != nil {
-			return fmt.Errorf("adding the demo backend: %w", err)
-		}
-		log.Info("demo backend running", "url", fake.URL, "model", config.DemoModelID)
-	}
-
-	// Defence in depth: Validate refuses this too, but serve must never
-	// open an unauthenticated port beyond loopback whatever the path here.
-	if len(cfg.Auth.Keys) == 0 {
-		if !config.IsLoopbackListen(cfg.Listen) {
-			return fmt.Errorf("refusing to listen on %s without API keys: set %s (comma-separated keys of at least %d characters) or listen on 127.0.0.1",
-				cfg.Listen, cfg.Auth.KeysEnv, config.MinAPIKeyLength)
-		}
-		log.Warn("auth disabled: no API keys configured; listening on loopback only", "keys_env", cfg.Auth.KeysEnv)
+		closers = append(closers, stop)
 	}
 
 	blobs, err := local.New(filepath.Join(cfg.DataDir, "blobs"), local.Options{NoSync: !cfg.Storage.FSync})
@@ -213,14 +197,48 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 		return fmt.Errorf("creating the job service: %w", err)
 	}
 
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "easel.db"))
+	if err != nil {
+		closeService(svc, log)
+		return fmt.Errorf("opening the database: %w", err)
+	}
+	closers = append(closers, func() { _ = st.Close() })
+	access, err := newAccess(ctx, cfg, st, key, log)
+	if err != nil {
+		closeService(svc, log)
+		return err
+	}
+	cleaner, err := retention.New(retention.Options{
+		Jobs: st.Jobs(), Idempotency: st.Idempotency(), Usage: st.Usage(), Blobs: blobs,
+		Results: cfg.Retention.Results, Records: cfg.Retention.Jobs, Interval: cfg.Retention.Interval,
+		Logger: log.With("component", "retention"),
+	})
+	if err != nil {
+		closeService(svc, log)
+		return fmt.Errorf("starting retention: %w", err)
+	}
+	cleanCtx, stopCleaner := context.WithCancel(context.WithoutCancel(ctx))
+	cleanerDone := make(chan struct{})
+	go func() { defer close(cleanerDone); cleaner.Run(cleanCtx) }()
+	closers = append(closers, func() { stopCleaner(); <-cleanerDone })
+
+	var api *openaiapi.API // set below; webhooks render jobs with it
+	mgr, err := newJobs(ctx, cfg, svc, st, blobs, access, log, func(rec *store.JobRecord) any { return api.JobObject(rec) })
+	if err != nil {
+		closeService(svc, log)
+		return err
+	}
+
 	if cfg.Fetch.AllowPrivateNetworks {
 		// Said once at start: with it, any client can make easel fetch
 		// from hosts on its own network.
 		log.Warn("image URLs may point at private networks (fetch.allow_private_networks)",
 			"allowed_ports", cfg.Fetch.AllowedPorts)
 	}
-	api, err := openaiapi.New(openaiapi.Options{
-		Service:               svc,
+	api, err = openaiapi.New(openaiapi.Options{
+		Service:               mgr,
+		Jobs:                  mgr,
+		ResultsTTL:            cfg.Retention.Results,
 		Signer:                signer,
 		PublicURL:             cfg.PublicURL,
 		TrustProxy:            cfg.TrustProxy,
@@ -243,13 +261,15 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 	}
 	mux := http.NewServeMux()
 	api.Register(mux)
+	access.Register(mux)
+	ui.Register(mux)
 	srv, err := server.New(server.Options{
-		Addr:        cfg.Listen,
-		Handler:     mux,
-		APIKeys:     cfg.Auth.Keys,
-		CORSOrigins: cfg.CORS.AllowedOrigins,
-		Logger:      log,
-		PublicPaths: []string{"/v1/files/", "/healthz"},
+		Addr:          cfg.Listen,
+		Handler:       mux,
+		Authenticator: access,
+		CORSOrigins:   cfg.CORS.AllowedOrigins,
+		Logger:        log,
+		PublicPaths:   append([]string{"/v1/files/", "/healthz"}, ui.PublicPaths()...),
 	})
 	if err != nil {
 		closeService(svc, log)
@@ -264,10 +284,10 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 	}
 	// "localhost" is resolved by the system; make sure it really gave a
 	// loopback address before serving without authentication.
-	if tcp, ok := ln.Addr().(*net.TCPAddr); len(cfg.Auth.Keys) == 0 && (!ok || !tcp.IP.IsLoopback()) {
+	if err := checkBoundAddr(ctx, access, ln.Addr()); err != nil {
 		_ = ln.Close()
 		closeService(svc, log)
-		return fmt.Errorf("refusing to serve without API keys on %s, which is not a loopback address", ln.Addr())
+		return err
 	}
 	log.Info("easel listening",
 		"addr", ln.Addr().String(),
@@ -277,6 +297,11 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 		"auth", len(cfg.Auth.Keys) > 0,
 		"data_dir", cfg.DataDir)
 
+	if err := mgr.StartWorkers(ctx); err != nil {
+		_ = ln.Close()
+		closeService(svc, log)
+		return err
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if o.OnListen != nil {
@@ -286,6 +311,7 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 	select {
 	case err := <-serveErr:
 		// The listener failed on its own; nothing is left to drain.
+		stopJobs(mgr, log)
 		closeService(svc, log)
 		if err == nil {
 			err = errors.New("server stopped unexpectedly")
@@ -299,6 +325,9 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 	shutdownErr := srv.Shutdown(drainCtx)
 	if shutdownErr != nil {
 		log.Warn("requests still running at the end of the drain", "err", shutdownErr)
+	}
+	if err := mgr.Stop(drainCtx); err != nil {
+		log.Warn("stopping async jobs", "err", err)
 	}
 	if err := svc.Close(drainCtx); err != nil {
 		log.Warn("closing the job service", "err", err)

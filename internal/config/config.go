@@ -111,6 +111,14 @@ type Config struct {
 	// Fetch sets how easel downloads the http(s) image URLs clients send
 	// as inputs (edits JSON form, chat image_url parts).
 	Fetch FetchConfig `yaml:"fetch,omitempty"`
+	// Jobs sets durable and async jobs.
+	Jobs JobsConfig `yaml:"jobs,omitempty"`
+	// Retention sets how long results and job records are kept.
+	Retention RetentionConfig `yaml:"retention,omitempty"`
+	// Webhooks sets webhook delivery.
+	Webhooks WebhooksConfig `yaml:"webhooks,omitempty"`
+	// Limits are the default per-key limits.
+	Limits LimitsConfig `yaml:"limits,omitempty"`
 	// Backends are the upstreams that draw images. When a file defines
 	// neither backends nor models, the built-in ones of Default() are used.
 	Backends []Backend `yaml:"backends"`
@@ -281,6 +289,19 @@ func defaults() *Config {
 			MaxBytes:     DefaultFetchMaxBytes,
 			Timeout:      DefaultFetchTimeout,
 		},
+		Jobs: JobsConfig{
+			AsyncTimeout:   DefaultAsyncJobTimeout,
+			IdempotencyTTL: DefaultIdempotencyTTL,
+		},
+		Retention: RetentionConfig{
+			Results:  DefaultResultsRetention,
+			Jobs:     DefaultJobsRetention,
+			Interval: DefaultRetentionInterval,
+		},
+		Webhooks: WebhooksConfig{
+			AllowedPorts: []int{80, 443, 8080, 8443},
+			Timeout:      DefaultWebhookTimeout,
+		},
 	}
 }
 
@@ -309,15 +330,30 @@ func defaultBackendsAndModels() ([]Backend, []Model) {
 	return backends, models
 }
 
-// DemoBackendName and DemoModelID name what WithDemo adds.
+// DemoBackendName and DemoModelID name what WithDemo adds for text to
+// image; DemoEditBackendName and DemoEditModelID its image-to-image pair.
 const (
-	DemoBackendName = "demo-z-image"
-	DemoModelID     = "demo-z-image-turbo"
+	DemoBackendName     = "demo-z-image"
+	DemoModelID         = "demo-z-image-turbo"
+	DemoEditBackendName = "demo-image-edit"
+	DemoEditModelID     = "demo-image-edit"
 )
 
-// WithDemo adds the demo backend (a Gradio app at baseURL speaking like the
-// mrfakename Z-Image-Turbo Space) and the demo model, listed first so it is
-// the default model. It keeps the rest of the configuration.
+// Demo edit backend settings: the fake's edit endpoint is laid out like
+// Qwen-Image-Edit's infer(image, prompt, seed, randomize_seed,
+// true_guidance_scale, num_inference_steps).
+const (
+	demoEditAPIName  = "/infer"
+	demoEditGuidance = 4
+	demoEditSteps    = 8
+	demoEditMaxSteps = 50
+)
+
+// WithDemo adds the demo backends (one Gradio app at baseURL with a
+// Z-Image-Turbo endpoint like the mrfakename Space's and an image-edit
+// endpoint like Qwen-Image-Edit's) and their two models, listed first so
+// the text-to-image one is the default model. It keeps the rest of the
+// configuration.
 func (c *Config) WithDemo(baseURL string) {
 	b := Presets()[PresetZImageMrfakename]
 	b.Name = DemoBackendName
@@ -327,11 +363,36 @@ func (c *Config) WithDemo(baseURL string) {
 	b.Gradio.TokenEnv = ""
 	b.Gradio.Token = ""
 	b.Concurrency = 2
-	c.Backends = append([]Backend{b}, c.Backends...)
+	edit := Backend{
+		Name:        DemoEditBackendName,
+		Type:        backendTypeGradio,
+		Concurrency: 2,
+		MaxQueue:    DefaultBackendMaxQueue,
+		Gradio: &gradio.Config{
+			Space:   baseURL,
+			APIName: demoEditAPIName,
+			Inputs: []gradio.Input{
+				{From: "image"},
+				{From: "prompt"},
+				{From: "seed", Type: "int", Default: 0},
+				{From: "randomize_seed", Type: "bool"},
+				{Value: demoEditGuidance},
+				{From: "steps", Type: "int", Default: demoEditSteps},
+			},
+			Output: gradio.Output{Index: intp(0), Kind: "image", SeedIndex: intp(1)},
+			Steps:  gradio.StepsConfig{Default: demoEditSteps, Min: 1, Max: demoEditMaxSteps},
+		},
+	}
+	c.Backends = append([]Backend{b, edit}, c.Backends...)
 	c.Models = append([]Model{{
 		ID:          DemoModelID,
 		Backends:    []string{DemoBackendName},
 		Description: "Demo: an in-process fake of a Z-Image-Turbo Space drawing placeholder images (no network)",
+		Demo:        true,
+	}, {
+		ID:          DemoEditModelID,
+		Backends:    []string{DemoEditBackendName},
+		Description: "Demo: an in-process fake image-edit Space that returns the input image's negative (no network)",
 		Demo:        true,
 	}}, c.Models...)
 }

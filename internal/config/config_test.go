@@ -325,8 +325,6 @@ func TestAuthPolicy(t *testing.T) {
 		path   string
 	}{
 		{name: "no keys on loopback", wantOK: true},
-		{name: "no keys on all interfaces", env: map[string]string{"EASEL_LISTEN": ":8080"}, path: "listen"},
-		{name: "no keys on a LAN address", env: map[string]string{"EASEL_LISTEN": "192.168.1.2:80"}, path: "listen"},
 		{name: "good key on all interfaces", env: map[string]string{"EASEL_LISTEN": "0.0.0.0:8080", "EASEL_API_KEYS": goodKey}, wantOK: true},
 		{name: "sk-1234", env: map[string]string{"EASEL_API_KEYS": "sk-1234"}, path: "auth.keys_env"},
 		{name: "changeme", env: map[string]string{"EASEL_API_KEYS": "changeme"}, path: "auth.keys_env"},
@@ -589,12 +587,17 @@ func TestWithDemo(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Models[0].ID != DemoModelID || !c.Models[0].Demo || c.Models[1].ID != "z-image-turbo" {
+	if c.Models[0].ID != DemoModelID || !c.Models[0].Demo || c.Models[1].ID != DemoEditModelID || !c.Models[1].Demo || c.Models[2].ID != "z-image-turbo" {
 		t.Errorf("models = %+v", c.Models)
 	}
 	b := c.Backends[0]
 	if b.Name != DemoBackendName || b.Gradio.Space != "http://127.0.0.1:12345" || b.Gradio.APIName != "/generate_image" || b.Gradio.Token != "" {
 		t.Errorf("demo backend = %+v %+v", b, b.Gradio)
+	}
+	e := c.Backends[1]
+	if e.Name != DemoEditBackendName || e.Gradio.Space != "http://127.0.0.1:12345" || e.Gradio.APIName != "/infer" || e.Gradio.Token != "" ||
+		len(e.Gradio.Inputs) != 6 || e.Gradio.Inputs[0].From != "image" {
+		t.Errorf("demo edit backend = %+v %+v", e, e.Gradio)
 	}
 }
 

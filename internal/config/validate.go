@@ -70,6 +70,7 @@ func (c *Config) Validate() error {
 	c.validateServer(v)
 	c.validateImages(v)
 	c.validateFetch(v)
+	c.validateJobs(v)
 	backends := c.validateBackends(v)
 	c.validateModels(v, backends)
 	return errors.Join(v.errs...)
@@ -82,13 +83,11 @@ func (v *validator) add(path, format string, args ...any) {
 }
 
 func (c *Config) validateServer(v *validator) {
+	// A non-loopback address without keys in the environment is not
+	// refused here: keys may be in the database, which serve checks with
+	// CheckExposure once the store is open.
 	if err := checkListen(c.Listen); err != nil {
 		v.add("listen", "%v", err)
-	} else if len(c.Auth.Keys) == 0 && !IsLoopbackListen(c.Listen) {
-		v.add("listen", "%q is not a loopback address and no API keys are configured; "+
-			"set %s to one or more comma-separated keys of at least %d random characters "+
-			"(for example from `openssl rand -hex 24`), or listen on 127.0.0.1",
-			c.Listen, orDefault(c.Auth.KeysEnv, DefaultKeysEnv), MinAPIKeyLength)
 	}
 	if c.PublicURL != "" {
 		if err := checkBaseURL(c.PublicURL); err != nil {

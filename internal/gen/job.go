@@ -22,6 +22,9 @@ type Job struct {
 	events []provider.Event
 	subs   map[int]chan provider.Event
 	nextID int
+	// early is a subscription made before the job ran (Request.Stream);
+	// the first Subscribe returns it, so a stream misses no preview.
+	early *subscription
 }
 
 // subscriberBuffer bounds how far a slow subscriber may fall behind before it
@@ -88,7 +91,31 @@ func (j *Job) Wait(ctx context.Context) (Snapshot, error) {
 // the subscriber falls more than a few hundred events behind.
 func (j *Job) Subscribe() (past []provider.Event, live <-chan provider.Event, stop func()) {
 	j.mu.Lock()
+	if e := j.early; e != nil {
+		j.early = nil
+		j.mu.Unlock()
+		return e.past, e.live, e.stop
+	}
 	defer j.mu.Unlock()
+	return j.subscribeLocked()
+}
+
+// subscription is one Subscribe result.
+type subscription struct {
+	past []provider.Event
+	live <-chan provider.Event
+	stop func()
+}
+
+// subscribeEarly makes the subscription the first Subscribe returns.
+func (j *Job) subscribeEarly() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	past, live, stop := j.subscribeLocked()
+	j.early = &subscription{past, live, stop}
+}
+
+func (j *Job) subscribeLocked() (past []provider.Event, live <-chan provider.Event, stop func()) {
 	past = append([]provider.Event(nil), j.events...)
 	ch := make(chan provider.Event, subscriberBuffer)
 	if j.snap.Status.Terminal() {

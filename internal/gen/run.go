@@ -50,27 +50,57 @@ func (s *Service) Run(ctx context.Context, req *Request) (*Job, error) {
 	return job, nil
 }
 
-// prepare validates req, creates and registers its job and returns the
-// function that runs it to the end.
-func (s *Service) prepare(ctx context.Context, req *Request) (*Job, func(), error) {
+// Check validates req as Start would, without starting anything, and
+// returns the model it resolves to. Async submissions call it before
+// answering 202.
+func (s *Service) Check(req *Request) (ModelInfo, error) {
+	_, mi, err := s.check(req)
+	return mi, err
+}
+
+func (s *Service) check(req *Request) (*model, ModelInfo, error) {
 	if req == nil {
-		return nil, nil, &InvalidError{Param: "prompt", Code: "missing_required_parameter", Message: "empty request"}
+		return nil, ModelInfo{}, &InvalidError{Param: "prompt", Code: "missing_required_parameter", Message: "empty request"}
 	}
 	m := s.lookup(req.Model)
 	if m == nil {
-		return nil, nil, &NotFoundError{Model: req.Model}
+		return nil, ModelInfo{}, &NotFoundError{Model: req.Model}
 	}
 	mi := m.info()
 	if err := s.validate(mi, req); err != nil {
+		return nil, ModelInfo{}, err
+	}
+	return m, mi, nil
+}
+
+// prepare validates req, creates and registers its job and returns the
+// function that runs it to the end.
+func (s *Service) prepare(ctx context.Context, req *Request) (*Job, func(), error) {
+	m, mi, err := s.check(req)
+	if err != nil {
 		return nil, nil, err
 	}
+	timeout := s.opts.JobTimeout
+	if req.Timeout > 0 {
+		timeout = req.Timeout
+	}
 	jctx, cancel := context.WithCancelCause(ctx)
-	tctx, stopTimer := context.WithTimeoutCause(jctx, s.opts.JobTimeout, errJobDeadline)
-	job := NewJob(newJobID(), mi.ID, req.N, cancel)
+	tctx, stopTimer := context.WithTimeoutCause(jctx, timeout, errJobDeadline)
+	id := req.JobID
+	if id == "" {
+		id = newJobID()
+	}
+	job := NewJob(id, mi.ID, req.N, cancel)
 	f := fitSize(mi.Capabilities, req.Width, req.Height, req.AspectRatio)
 	// Nobody else sees the job yet, so its fields can be set directly.
 	job.snap.Created = s.opts.Now()
+	if !req.Created.IsZero() {
+		job.snap.Created = req.Created
+	}
 	job.snap.Width, job.snap.Height = f.Width, f.Height
+	if req.Stream {
+		job.subscribeEarly()
+	}
 	if !s.register(job) {
 		stopTimer()
 		cancel(ErrClosed)
@@ -119,6 +149,7 @@ type run struct {
 	mu        sync.Mutex
 	nextStart time.Time // earliest start of the next upstream call (Stagger)
 	firstErr  error
+	resumed   map[int]bool // Resume entries already used
 
 	fitMu  sync.Mutex
 	fitted map[string]*fittedInputs // by inputKey
@@ -359,11 +390,39 @@ func (r *run) try(ctx context.Context, b *backend, c callSpec) (res *provider.Re
 			res, err = nil, fmt.Errorf("provider of backend %s panicked: %v", b.Name, p)
 		}
 	}()
-	res, err = b.Provider.Generate(ctx, preq, r.emitter(c))
+	if id := r.resumeID(b, c); id != "" {
+		r.log.Info("resuming upstream work saved before a restart", slog.String("backend", b.Name), slog.String("upstream_id", id))
+		res, err = b.Provider.(provider.Resumer).Resume(ctx, id, preq, r.emitter(c))
+	} else {
+		res, err = b.Provider.Generate(ctx, preq, r.emitter(c))
+	}
 	if err == nil && res == nil {
 		err = &provider.Error{Kind: provider.KindProtocol, Message: "backend returned no result"}
 	}
 	return res, err
+}
+
+// resumeID returns the saved upstream id for call c on backend b when the
+// backend can resume it, once: a failed resume falls back to submitting.
+func (r *run) resumeID(b *backend, c callSpec) string {
+	if _, ok := b.Provider.(provider.Resumer); !ok {
+		return ""
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, p := range r.req.Resume {
+		if p.Index == c.index && p.Backend == b.Name && p.UpstreamID != "" {
+			if r.resumed == nil {
+				r.resumed = make(map[int]bool)
+			}
+			if r.resumed[i] {
+				return ""
+			}
+			r.resumed[i] = true
+			return p.UpstreamID
+		}
+	}
+	return ""
 }
 
 // providerRequest builds call c's request for a backend with caps: the

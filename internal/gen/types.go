@@ -60,6 +60,31 @@ type Request struct {
 	Mask *provider.InputImage
 	// KeyID identifies the API key that asked (empty when auth is off).
 	KeyID string
+	// JobID, when set, is the job's id (an async job keeps the id of its
+	// record); empty draws a new one.
+	JobID string
+	// Created, when set, is when the job was accepted (an async job was
+	// queued before it runs); zero means now.
+	Created time.Time
+	// Resume lists upstream work a previous run of this job started and
+	// saved: a call whose first image index and backend match follows
+	// the saved upstream id (provider.Resumer) instead of submitting again.
+	Resume []ResumePoint
+	// Stream says the caller will follow the job's events: the first
+	// Subscribe then returns a subscription made before the job ran, so
+	// even previews of a job faster than the caller reach it.
+	Stream bool
+	// Timeout, when positive, replaces Options.JobTimeout for this job
+	// (async jobs may take longer than a client holds a connection).
+	Timeout time.Duration
+}
+
+// ResumePoint is upstream work saved for a job: the call producing images
+// from Index on was accepted by Backend under UpstreamID.
+type ResumePoint struct {
+	Index      int    `json:"index"`
+	Backend    string `json:"backend"`
+	UpstreamID string `json:"upstream_id"`
 }
 
 // StoredImage is one result as the gateway stored it.

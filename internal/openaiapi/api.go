@@ -124,13 +124,33 @@ type Options struct {
 	// MaxInputPixels caps an input image's declared pixels; default
 	// DefaultMaxInputPixels (40 million).
 	MaxInputPixels int
+	// Jobs serves async submissions and the job endpoints
+	// (/v1/images/jobs, /v1/query/status); nil leaves them out.
+	Jobs Jobs
+	// ResultsTTL is how long results are kept after their job ended
+	// (retention.results): older jobs show results_expired instead of
+	// links. 0 never expires them.
+	ResultsTTL time.Duration
+	// Admitter applies per-key job limits; nil admits every job.
+	Admitter Admitter
 	// Logger receives one line per failed request; nil discards.
 	Logger *slog.Logger
+}
+
+// Admitter applies per-key job limits (concurrent jobs, images per day).
+type Admitter interface {
+	// Admit reserves a job of images for the caller of ctx, or refuses
+	// it (a *keys.LimitError). release must be called once when the job
+	// ends, with the images it produced.
+	Admit(ctx context.Context, images int) (release func(produced int), err error)
 }
 
 // API serves the OpenAI-compatible routes.
 type API struct {
 	svc            Service
+	jobs           Jobs
+	admitter       Admitter
+	resultsTTL     time.Duration
 	signer         *blob.Signer
 	publicURL      string
 	trustProxy     bool
@@ -238,6 +258,9 @@ func New(opts Options) (*API, error) {
 	}
 	return &API{
 		svc:            opts.Service,
+		jobs:           opts.Jobs,
+		admitter:       opts.Admitter,
+		resultsTTL:     opts.ResultsTTL,
 		signer:         opts.Signer,
 		publicURL:      public,
 		trustProxy:     opts.TrustProxy,
@@ -270,6 +293,13 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/images/edits", a.handleEdits)
 	mux.HandleFunc("POST /v1/chat/completions", a.handleChat)
 	mux.HandleFunc("GET /v1/files/{key}", a.handleFile)
+	if a.jobs != nil {
+		mux.HandleFunc("GET /v1/images/jobs", a.handleListJobs)
+		mux.HandleFunc("GET /v1/images/jobs/{id}", a.handleGetJob)
+		mux.HandleFunc("GET /v1/images/jobs/{id}/events", a.handleJobEvents)
+		mux.HandleFunc("POST /v1/images/jobs/{id}/cancel", a.handleCancelJob)
+		mux.HandleFunc("GET /v1/query/status", a.handleQueryStatus)
+	}
 	mux.HandleFunc(catchAllPattern, func(w http.ResponseWriter, r *http.Request) {
 		a.handleUnknown(mux, w, r)
 	})
@@ -325,6 +355,14 @@ func (a *API) baseURL(r *http.Request) string {
 		}
 	}
 	return scheme + "://" + r.Host
+}
+
+// admit reserves a job under the caller's limits.
+func (a *API) admit(ctx context.Context, images int) (func(int), error) {
+	if a.admitter == nil {
+		return func(int) {}, nil
+	}
+	return a.admitter.Admit(ctx, images)
 }
 
 // resolveModel picks the model a request names, or the first configured

@@ -25,10 +25,13 @@ type chatParams struct {
 	ImageURLs    []string
 	Stream       bool
 	IncludeUsage bool
+	// Async and WebhookURL: see imageParams.
+	Async      bool
+	WebhookURL string
 }
 
 var (
-	chatKeys          = []string{"model", "messages", "stream", "stream_options"}
+	chatKeys          = []string{"model", "messages", "stream", "stream_options", "async", "webhook_url"}
 	messageKeys       = []string{"role", "content"}
 	partKeys          = []string{"type", "text", "image_url"}
 	imageURLKeys      = []string{"url", "detail"}
@@ -48,6 +51,12 @@ func (a *API) decodeChat(body []byte) (*chatParams, *apiError) {
 		return nil, e
 	}
 	if p.Stream, _, e = o.boolean("stream", "stream"); e != nil {
+		return nil, e
+	}
+	if p.Async, _, e = o.boolean("async", "async"); e != nil {
+		return nil, e
+	}
+	if p.WebhookURL, e = webhookParam(o); e != nil {
 		return nil, e
 	}
 	if raw, ok := o["stream_options"]; ok {
@@ -289,25 +298,41 @@ func (a *API) handleChat(w http.ResponseWriter, r *http.Request) {
 		KeyID:  server.KeyID(ctx),
 	}
 	base := a.baseURL(r)
-	if p.Stream {
-		job, err := a.svc.Start(ctx, req)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		w.Header().Set("X-Easel-Job-Id", job.ID())
-		a.streamChat(w, r, job, p, "chatcmpl-"+job.ID(), model, job.Snapshot().Created.Unix(), base)
+	async, prefer := wantsAsync(r, p.Async)
+	if async && p.Stream {
+		a.writeError(w, r, badRequest("stream", "invalid_value", "'stream' and 'async' cannot be combined; follow the job's events instead."))
 		return
 	}
-	job, snap, err := a.runToEnd(ctx, req)
-	if job != nil {
-		w.Header().Set("X-Easel-Job-Id", job.ID())
-	}
+	release, err := a.admit(ctx, req.N)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	id := "chatcmpl-" + job.ID()
+	if async {
+		a.submitAsync(w, r, req, asyncParams{prefer: prefer, responseFormat: "url", webhookURL: p.WebhookURL, release: release})
+		return
+	}
+	if p.Stream {
+		req.Stream = true
+		job, err := a.svc.Start(ctx, req)
+		if err != nil {
+			release(0)
+			a.writeError(w, r, err)
+			return
+		}
+		go func() {
+			<-job.Done()
+			release(produced(job.Snapshot()))
+		}()
+		w.Header().Set("X-Easel-Job-Id", job.ID())
+		a.streamChat(w, r, job, p, "chatcmpl-"+job.ID(), model, job.Snapshot().Created.Unix(), base)
+		return
+	}
+	snap, ok := a.runSync(w, r, req, release)
+	if !ok {
+		return
+	}
+	id := "chatcmpl-" + snap.ID
 	created := snap.Created.Unix()
 	if snap.Status != gen.StatusSucceeded {
 		a.writeError(w, r, jobError(snap))

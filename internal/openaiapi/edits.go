@@ -79,7 +79,7 @@ var editsJSONKeys = append([]string{"images", "mask"}, generationsKeys...)
 // field readers as a literal, so both forms get the same checks.
 var (
 	editsIntFields  = map[string]bool{"n": true, "seed": true, "steps": true, "partial_images": true, "batch_size": true, "num_inference_steps": true}
-	editsBoolFields = map[string]bool{"stream": true}
+	editsBoolFields = map[string]bool{"stream": true, "async": true}
 )
 
 func (a *API) handleEdits(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/easelgw/easel/internal/gen"
+	"github.com/easelgw/easel/internal/jobs"
+	"github.com/easelgw/easel/internal/keys"
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/server"
 )
@@ -108,6 +110,21 @@ func toAPIError(err error) *apiError {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return tooLarge(mbe.Limit)
+	}
+	var le *keys.LimitError
+	if errors.As(err, &le) {
+		typ := "requests"
+		if le.Code == keys.CodeQuota {
+			typ = "insufficient_quota"
+		}
+		if le.Status() != http.StatusTooManyRequests {
+			typ = "invalid_request_error"
+		}
+		return &apiError{Status: le.Status(), Type: typ, Code: le.Code, Message: le.Message, RetryAfter: le.RetryAfter, cause: err}
+	}
+	if errors.Is(err, jobs.ErrStopped) {
+		return &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "service_unavailable",
+			Message: "The server is shutting down; try again.", RetryAfter: time.Second, cause: err}
 	}
 	if pe, ok := provider.AsError(err); ok {
 		return fromProvider(pe)

@@ -3,6 +3,7 @@ package openaiapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/easelgw/easel/internal/gen"
+	"github.com/easelgw/easel/internal/jobs"
 	"github.com/easelgw/easel/internal/provider"
 	"github.com/easelgw/easel/internal/server"
 )
@@ -37,6 +39,10 @@ type imageParams struct {
 	AspectRatio    string
 	Stream         bool
 	PartialImages  int
+	// Async asks for a 202 and a job to follow (easel extension).
+	Async bool
+	// WebhookURL is told when an async job ends (easel extension).
+	WebhookURL string
 }
 
 // generationsKeys are the body keys easel reads; everything else is
@@ -45,6 +51,7 @@ var generationsKeys = []string{
 	"prompt", "model", "n", "size", "response_format", "output_format",
 	"negative_prompt", "seed", "steps", "stream", "partial_images",
 	"image_size", "batch_size", "num_inference_steps", "aspect_ratio",
+	"async", "webhook_url",
 }
 
 // decodeGenerations parses and checks a generations body. Besides
@@ -156,6 +163,12 @@ func (a *API) imageParamsFrom(o object) (*imageParams, *apiError) {
 	} else if ok {
 		p.PartialImages = int(pi)
 	}
+	if p.Async, _, e = o.boolean("async", "async"); e != nil {
+		return nil, e
+	}
+	if p.WebhookURL, e = webhookParam(o); e != nil {
+		return nil, e
+	}
 	return p, nil
 }
 
@@ -201,15 +214,99 @@ func (p *imageParams) request(model string, kind provider.Kind) *gen.Request {
 func (a *API) runImages(w http.ResponseWriter, r *http.Request, req *gen.Request, p *imageParams, ev imageEvents) {
 	ctx := r.Context()
 	req.KeyID = server.KeyID(ctx)
+	async, prefer := wantsAsync(r, p.Async)
+	if async && p.Stream {
+		a.writeError(w, r, badRequest("stream", "invalid_value", "'stream' and 'async' cannot be combined; follow the job's events instead."))
+		return
+	}
+	release, err := a.admit(ctx, req.N)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if async {
+		a.submitAsync(w, r, req, asyncParams{prefer: prefer, responseFormat: p.ResponseFormat, webhookURL: p.WebhookURL, release: release})
+		return
+	}
 	if p.Stream {
+		req.Stream = true
 		job, err := a.svc.Start(ctx, req)
 		if err != nil {
+			release(0)
 			a.writeError(w, r, err)
 			return
 		}
+		go func() {
+			<-job.Done()
+			release(produced(job.Snapshot()))
+		}()
 		w.Header().Set("X-Easel-Job-Id", job.ID())
 		a.streamImages(w, r, job, p, ev)
 		return
+	}
+	snap, ok := a.runSync(w, r, req, release)
+	if !ok {
+		return
+	}
+	a.respondImages(w, r, snap, p)
+}
+
+// produced counts a finished job's images.
+func produced(sn gen.Snapshot) int {
+	n := 0
+	for _, img := range sn.Images {
+		if img.Key != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// runSync runs a sync job to its end, honouring an Idempotency-Key: a
+// replay waits for the first request's job and gets its outcome. It
+// writes the error itself and returns false on failure to run.
+func (a *API) runSync(w http.ResponseWriter, r *http.Request, req *gen.Request, release func(int)) (sn gen.Snapshot, ok bool) {
+	ctx := r.Context()
+	replayed := false
+	defer func() {
+		// A replay produced nothing new; a failure gives its images back.
+		if replayed || !ok {
+			release(0)
+		} else {
+			release(produced(sn))
+		}
+	}()
+	idem, e := idempotencyKey(r)
+	if e != nil {
+		a.writeError(w, r, e)
+		return gen.Snapshot{}, false
+	}
+	if idem != "" && a.jobs != nil {
+		keyID := server.KeyID(ctx)
+		hash := jobs.RequestHash(req, jobs.Submission{KeyID: keyID, Endpoint: r.URL.Path})
+		id, replay, err := a.jobs.ClaimSync(ctx, keyID, idem, hash)
+		if err != nil {
+			if errors.Is(err, jobs.ErrIdempotencyMismatch) {
+				err = errIdempotencyReused
+			}
+			a.writeError(w, r, err)
+			return gen.Snapshot{}, false
+		}
+		if replay {
+			v, err := a.jobs.Wait(ctx, id, keyID)
+			if err == nil {
+				w.Header().Set("X-Easel-Job-Id", id)
+				w.Header().Set("Idempotent-Replayed", "true")
+				replayed = true
+				return snapshotOf(v), true
+			}
+			if !errors.Is(err, jobs.ErrNotFound) {
+				a.writeError(w, r, err)
+				return gen.Snapshot{}, false
+			}
+			// The first attempt died with its process: run it now.
+		}
+		req.JobID = id
 	}
 	job, snap, err := a.runToEnd(ctx, req)
 	if job != nil {
@@ -217,8 +314,29 @@ func (a *API) runImages(w http.ResponseWriter, r *http.Request, req *gen.Request
 	}
 	if err != nil {
 		a.writeError(w, r, err)
-		return
+		return gen.Snapshot{}, false
 	}
+	return snap, true
+}
+
+// snapshotOf turns a finished job's view into the snapshot sync
+// responses render.
+func snapshotOf(v *jobs.View) gen.Snapshot {
+	rec := v.Record
+	sn := gen.Snapshot{ID: rec.ID, Model: rec.Model, Backend: rec.Backend, Status: gen.Status(rec.Status),
+		Created: rec.Created, Started: rec.Started, Finished: rec.Finished, N: rec.N}
+	for _, img := range rec.Images {
+		sn.Images = append(sn.Images, gen.StoredImage{Key: img.Key, MIME: img.MIME, Width: img.Width, Height: img.Height, Bytes: img.Bytes})
+	}
+	if rec.Error != nil {
+		sn.Err = recordError(rec.Error)
+	}
+	return sn
+}
+
+// respondImages renders a finished job as an ImagesResponse.
+func (a *API) respondImages(w http.ResponseWriter, r *http.Request, snap gen.Snapshot, p *imageParams) {
+	ctx := r.Context()
 	if snap.Status != gen.StatusSucceeded {
 		a.writeError(w, r, jobError(snap))
 		return

@@ -27,6 +27,15 @@ type Provider interface {
 	Capabilities() Capabilities
 }
 
+// Resumer is implemented by providers whose upstream keeps a submitted
+// job addressable by its id (a job API): after a gateway restart the
+// runner follows the saved id instead of submitting the work again.
+type Resumer interface {
+	// Resume follows the upstream job upstreamID, submitted earlier for
+	// req, and returns its result as Generate would have.
+	Resume(ctx context.Context, upstreamID string, req *Request, emit func(Event)) (*Result, error)
+}
+
 // Closer is implemented by providers that hold resources (idle connections,
 // caches) to release at shutdown.
 type Closer interface {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -19,6 +20,7 @@ var queryKeyParams = []string{"api_key", "api-key", "apikey", "key", "access_tok
 const unauthorizedMessage = "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'."
 
 type auth struct {
+	authn   Authenticator
 	digests [][sha256.Size]byte
 	ids     []string
 	exact   map[string]bool
@@ -77,6 +79,50 @@ func (a *auth) match(key string) (string, bool) {
 	return a.ids[found], true
 }
 
+// Principal is who a request comes from, as an Authenticator saw it.
+type Principal struct {
+	// KeyID identifies the API key; job ownership uses it. Empty means
+	// no key (auth is off).
+	KeyID string
+	// Scopes are the key's scopes ("admin", "user").
+	Scopes []string
+}
+
+// Authenticator decides who sends a request to a non-public path. It is
+// how the server learns about keys it does not hold itself (keys in a
+// database, with limits).
+type Authenticator interface {
+	// Authenticate checks r. On success it returns the context the rest
+	// of the chain runs with (derived from r.Context(), carrying whatever
+	// the authenticator's own handlers read) and the caller's Principal;
+	// when auth is off it returns r.Context() and a zero Principal. When
+	// ok is false it has written the response (401, 429, ...) itself.
+	Authenticate(w http.ResponseWriter, r *http.Request) (ctx context.Context, p Principal, ok bool)
+}
+
+// WriteUnauthorized writes the 401 every authentication failure gets: one
+// body for all, so a caller cannot tell a wrong secret from an unknown id
+// or a malformed header.
+func WriteUnauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="easel"`)
+	writeError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", unauthorizedMessage)
+}
+
+// BearerKey returns the key of r's single "Authorization: Bearer <key>"
+// header; ok is false for no header, any other shape, or a credential-like
+// query parameter (refused even next to a valid header, so keys never
+// travel in URLs). presented reports whether r carried anything that looks
+// like a credential, so a caller can tell "no key" from "a wrong key".
+func BearerKey(r *http.Request) (key string, presented, ok bool) {
+	queryKey := hasQueryKey(r)
+	presented = queryKey || len(r.Header.Values("Authorization")) > 0
+	key, ok = bearer(r)
+	if queryKey {
+		return "", presented, false
+	}
+	return key, presented, ok
+}
+
 // bearer extracts the key from exactly one "Authorization: Bearer <key>"
 // header. The scheme is matched as clients send it; anything unusual
 // (two headers, extra spaces, other schemes) is a failure.
@@ -105,8 +151,12 @@ func hasQueryKey(r *http.Request) bool {
 	return false
 }
 
+// operatorScopes are the scopes of keys given in Options.APIKeys: they are
+// the operator's own keys.
+var operatorScopes = []string{"admin", "user"}
+
 func (a *auth) wrap(next http.Handler) http.Handler {
-	if len(a.digests) == 0 {
+	if a.authn == nil && len(a.digests) == 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -116,22 +166,31 @@ func (a *auth) wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		key, ok := bearer(r)
-		var id string
-		if ok && !hasQueryKey(r) {
-			id, ok = a.match(key)
+		var p Principal
+		if a.authn != nil {
+			ctx, got, ok := a.authn.Authenticate(w, r)
+			if !ok {
+				return
+			}
+			r, p = r.WithContext(ctx), got
 		} else {
-			ok = false
-		}
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="easel"`)
-			writeError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", unauthorizedMessage)
-			return
+			key, ok := bearer(r)
+			var id string
+			if ok && !hasQueryKey(r) {
+				id, ok = a.match(key)
+			} else {
+				ok = false
+			}
+			if !ok {
+				WriteUnauthorized(w)
+				return
+			}
+			p = Principal{KeyID: id, Scopes: operatorScopes}
 		}
 		if ri := info(r.Context()); ri != nil {
-			ri.keyID = id
+			ri.keyID, ri.scopes = p.KeyID, p.Scopes
 		} else {
-			r = r.WithContext(WithIDs(r.Context(), "", id))
+			r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestInfo{keyID: p.KeyID, scopes: p.Scopes}))
 		}
 		next.ServeHTTP(w, r)
 	})

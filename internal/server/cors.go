@@ -14,7 +14,8 @@ const corsAllowMethods = "GET, POST, DELETE, OPTIONS"
 const corsDefaultHeaders = "authorization, content-type"
 
 // corsExposeHeaders lets browser callers read the ids and retry hints.
-const corsExposeHeaders = "x-request-id, x-easel-job-id, retry-after, retry-after-ms, x-should-retry"
+const corsExposeHeaders = "x-request-id, x-easel-job-id, retry-after, retry-after-ms, x-should-retry, " +
+	"x-ratelimit-limit-requests, x-ratelimit-remaining-requests"
 
 // corsMaxAge caches a preflight for ten minutes.
 const corsMaxAge = "600"

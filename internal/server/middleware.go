@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"time"
 )
 
@@ -17,8 +18,9 @@ type ctxKey struct{}
 // requestInfo is shared by every layer of one request: the outer layer
 // creates it, auth fills keyID, and the access log reads both.
 type requestInfo struct {
-	id    string
-	keyID string
+	id     string
+	keyID  string
+	scopes []string
 }
 
 func info(ctx context.Context) *requestInfo {
@@ -34,14 +36,29 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// KeyID returns the id of the API key that authenticated the request (the
-// first 12 hex digits of the key's SHA-256), or "" when auth is off or the
+// KeyID returns the id of the API key that authenticated the request (for
+// keys from the environment the first 12 hex digits of the key's SHA-256,
+// for database keys their 8-character id), or "" when auth is off or the
 // path is public.
 func KeyID(ctx context.Context) string {
 	if ri := info(ctx); ri != nil {
 		return ri.keyID
 	}
 	return ""
+}
+
+// Scopes returns the scopes of the API key that authenticated the request
+// ("admin", "user"), or nil when auth is off or the path is public.
+func Scopes(ctx context.Context) []string {
+	if ri := info(ctx); ri != nil {
+		return ri.scopes
+	}
+	return nil
+}
+
+// IsAdmin reports whether the request's key has the admin scope.
+func IsAdmin(ctx context.Context) bool {
+	return slices.Contains(Scopes(ctx), "admin")
 }
 
 // WithIDs returns ctx carrying a request id and key id as the middleware
@@ -177,6 +194,12 @@ func (o *outer) access(r *http.Request, rec *recorder, id string, start time.Tim
 		slog.Int64("bytes", rec.bytes),
 		slog.Duration("duration", time.Since(start)),
 		slog.String("key_id", info(r.Context()).keyID))
+}
+
+// WriteError writes an OpenAI-shaped error body:
+// {"error":{"message","type","param":null,"code"}}, not cacheable.
+func WriteError(w http.ResponseWriter, status int, typ, code, message string) {
+	writeError(w, status, typ, code, message)
 }
 
 // writeError writes an OpenAI-shaped error body.

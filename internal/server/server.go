@@ -29,9 +29,14 @@ type Options struct {
 	Addr string
 	// Handler serves every route (the OpenAI API mux, later the UI).
 	Handler http.Handler
-	// APIKeys are the accepted bearer keys in plain form. Empty turns auth
-	// off; the caller decides whether that is allowed.
+	// APIKeys are the accepted bearer keys in plain form, each with the
+	// scopes admin and user. Empty (and no Authenticator) turns auth off;
+	// the caller decides whether that is allowed.
 	APIKeys []string
+	// Authenticator, when set, checks every request to a non-public path
+	// instead of APIKeys (setting both is an error): it is how keys kept
+	// in the database, scopes and per-key limits reach the server.
+	Authenticator Authenticator
 	// CORSOrigins are the exact browser origins ("https://app.example")
 	// allowed to call the API. "*" is allowed only as the single entry.
 	// Empty disables CORS headers entirely.
@@ -69,10 +74,14 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Authenticator != nil && len(opts.APIKeys) > 0 {
+		return nil, errors.New("server: set APIKeys or Authenticator, not both")
+	}
 	auth, err := newAuth(opts.APIKeys, opts.PublicPaths)
 	if err != nil {
 		return nil, err
 	}
+	auth.authn = opts.Authenticator
 	if opts.ReadHeaderTimeout == 0 {
 		opts.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}

@@ -88,6 +88,10 @@ type JobRecord struct {
 	ResumeState json.RawMessage
 	// Images are the stored results in index order.
 	Images []ImageRecord
+	// InputKeys are the blob keys of the job's input images (uploads and
+	// fetched image URLs stored for an async job), so that retention keeps
+	// them while the job lives and removes them after.
+	InputKeys []string
 	// Error is set when the job failed or was canceled.
 	Error *JobError
 	// IdempotencyKey and RequestHash are the client's Idempotency-Key and
@@ -149,6 +153,15 @@ type Jobs interface {
 	// status) whose Finished time is before t, oldest first, and returns
 	// them so the caller can delete their blobs. limit < 1 is ErrInvalid.
 	DeleteFinishedBefore(ctx context.Context, t time.Time, limit int) ([]*JobRecord, error)
+	// BlobKeys calls fn with every blob key (Images and InputKeys) of the
+	// jobs whose results are still live: jobs not finished (not terminal,
+	// or terminal without a Finished time) and jobs finished at or after
+	// finishedAfter. A key shared by several jobs may be passed more than
+	// once. Records are read in bounded pages and fn is never called
+	// inside a database call, so fn may use the store; jobs created or
+	// changed during the scan may or may not be seen. An error from fn
+	// stops the scan and is returned.
+	BlobKeys(ctx context.Context, finishedAfter time.Time, fn func(key string) error) error
 }
 
 // KeyRecord is an API key as stored: never the key itself.
@@ -170,8 +183,10 @@ type KeyRecord struct {
 	Revoked *time.Time
 	// LastUsed is the last successful authentication; zero if never.
 	LastUsed time.Time
-	// RequestsPerMinute, ConcurrentJobs and ImagesPerDay limit the key;
-	// 0 means no limit.
+	// RequestsPerMinute, ConcurrentJobs and ImagesPerDay limit the key:
+	// a positive value is the key's own limit, 0 means the server's
+	// default (config "limits"), and a negative value means unlimited
+	// even when the server has a default.
 	RequestsPerMinute int
 	ConcurrentJobs    int
 	ImagesPerDay      int
@@ -182,6 +197,9 @@ type KeyRecord struct {
 	// the API); encrypting it under a server-side key is a possible later
 	// step.
 	WebhookSecret string
+	// WebhookURL is where this key's job events go when a request names
+	// no webhook_url of its own; empty for none.
+	WebhookURL string
 }
 
 // Keys stores API keys.
@@ -212,6 +230,13 @@ type Usage interface {
 	// recording atomically so concurrent requests cannot overrun a quota.
 	// It reports whether it recorded.
 	RecordWithin(ctx context.Context, keyID string, at time.Time, images int, since time.Time, quota int) (bool, error)
+	// Refund takes back images recorded for keyID at at: a job admitted
+	// against the quota (RecordWithin) that produced fewer images than it
+	// reserved. It is kept as a negative entry at the same instant, so the
+	// reservation and its refund leave the quota window together. images
+	// must not be negative (ErrInvalid) and must not exceed what was
+	// recorded at at.
+	Refund(ctx context.Context, keyID string, at time.Time, images int) error
 	// PurgeBefore deletes usage recorded before t (older than any quota
 	// window) and returns how many entries it removed.
 	PurgeBefore(ctx context.Context, t time.Time) (int, error)

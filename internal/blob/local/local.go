@@ -6,6 +6,10 @@
 // By default every object and the rename that publishes it are made
 // durable with fsync; Options.NoSync trades that for latency on disks where
 // a sync is slow or pointless (tmpfs, disposable results).
+//
+// The retention cleaner walks the bucket, deletes objects only if they
+// have not been written again since it looked (DeleteStale), and removes
+// temp files left by a crash (CollectTemp, also run by New); see sweep.go.
 package local
 
 import (
@@ -21,6 +25,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/easelgw/easel/internal/blob"
 )
@@ -35,6 +40,10 @@ type Bucket struct {
 	// load benchmark showed). A directory removed behind our back only
 	// costs one failed write, after which it is created again.
 	made sync.Map
+	// locks serialise, per key stripe, a Put that finds its object already
+	// stored (and refreshes its time) against DeleteStale's check-then-
+	// remove; see refresh.
+	locks [lockStripes]sync.Mutex
 }
 
 var _ blob.Bucket = (*Bucket)(nil)
@@ -79,7 +88,14 @@ func New(dir string, opts ...Options) (*Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening blob directory: %w", err)
 	}
-	return &Bucket{root: root, noSync: o.NoSync}, nil
+	b := &Bucket{root: root, noSync: o.NoSync}
+	// Temp files that exist before this bucket wrote anything are left by
+	// a crash between a write and its rename: nothing will ever rename
+	// them, so they go now. A failure here only leaves harmless garbage
+	// that the retention cleaner's CollectTemp retries later, so it does
+	// not stop the gateway from starting.
+	_, _ = b.CollectTemp(context.Background(), time.Now())
+	return b, nil
 }
 
 // Close releases the directory handle.
@@ -144,7 +160,7 @@ func (b *Bucket) putIn(dir, name string, data []byte) error {
 		return fmt.Errorf("opening %s: %w", dir, err)
 	}
 	defer d.Close()
-	if fi, err := d.Stat(name); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
+	if b.refresh(d, name, int64(len(data))) {
 		return nil
 	}
 	return b.writeAtomic(d, name, data)

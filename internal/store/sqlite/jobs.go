@@ -14,7 +14,7 @@ type jobs struct{ s *Store }
 
 const jobColumns = `id, key_id, model, backend, status, progress, created_ms, started_ms,
 	finished_ms, n, width, height, request, upstream_ids, resume_state, images, error,
-	idempotency_key, request_hash, webhook_url, version`
+	idempotency_key, request_hash, webhook_url, version, input_keys`
 
 // jobArgs returns rec's column values in jobColumns order.
 func jobArgs(rec *store.JobRecord) ([]any, error) {
@@ -42,11 +42,15 @@ func jobArgs(rec *store.JobRecord) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding job error: %w", err)
 	}
+	inputs, err := marshalText(rec.InputKeys, len(rec.InputKeys) == 0)
+	if err != nil {
+		return nil, fmt.Errorf("encoding input keys: %w", err)
+	}
 	return []any{
 		rec.ID, rec.KeyID, rec.Model, rec.Backend, rec.Status, progress,
 		toMS(rec.Created), toMS(rec.Started), toMS(rec.Finished),
 		rec.N, rec.Width, rec.Height, request, upstream, resume, images, jobErr,
-		rec.IdempotencyKey, rec.RequestHash, rec.WebhookURL, rec.Version,
+		rec.IdempotencyKey, rec.RequestHash, rec.WebhookURL, rec.Version, inputs,
 	}, nil
 }
 
@@ -56,12 +60,13 @@ func scanJob(row scanner) (*store.JobRecord, error) {
 	var (
 		rec                                            store.JobRecord
 		progress, request, upstream, resume, img, jerr sql.NullString
+		inputs                                         sql.NullString
 		created, started, finished                     int64
 	)
 	err := row.Scan(&rec.ID, &rec.KeyID, &rec.Model, &rec.Backend, &rec.Status, &progress,
 		&created, &started, &finished, &rec.N, &rec.Width, &rec.Height,
 		&request, &upstream, &resume, &img, &jerr,
-		&rec.IdempotencyKey, &rec.RequestHash, &rec.WebhookURL, &rec.Version)
+		&rec.IdempotencyKey, &rec.RequestHash, &rec.WebhookURL, &rec.Version, &inputs)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +80,9 @@ func scanJob(row scanner) (*store.JobRecord, error) {
 	}
 	if err := unmarshalText(jerr, &rec.Error); err != nil {
 		return nil, fmt.Errorf("decoding error of job %s: %w", rec.ID, err)
+	}
+	if err := unmarshalText(inputs, &rec.InputKeys); err != nil {
+		return nil, fmt.Errorf("decoding input keys of job %s: %w", rec.ID, err)
 	}
 	return &rec, nil
 }
@@ -122,7 +130,12 @@ func (j jobs) Get(ctx context.Context, id, keyID string) (*store.JobRecord, erro
 }
 
 func (j jobs) Update(ctx context.Context, id string, f func(*store.JobRecord) error) error {
-	return j.s.inTx(ctx, func(tx *sql.Tx) error {
+	return j.s.inTx(ctx, func(tx *sql.Tx) error { return updateJob(ctx, tx, id, f) })
+}
+
+// updateJob is Update inside the caller's transaction.
+func updateJob(ctx context.Context, tx *sql.Tx, id string, f func(*store.JobRecord) error) error {
+	{
 		rec, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("updating job %s: %w", id, store.ErrNotFound)
@@ -149,13 +162,13 @@ func (j jobs) Update(ctx context.Context, id string, f func(*store.JobRecord) er
 		_, err = tx.ExecContext(ctx, `UPDATE jobs SET key_id = ?, model = ?, backend = ?, status = ?,
 			progress = ?, created_ms = ?, started_ms = ?, finished_ms = ?, n = ?, width = ?,
 			height = ?, request = ?, upstream_ids = ?, resume_state = ?, images = ?, error = ?,
-			idempotency_key = ?, request_hash = ?, webhook_url = ?, version = ?
+			idempotency_key = ?, request_hash = ?, webhook_url = ?, version = ?, input_keys = ?
 			WHERE id = ?`, append(args[1:], id)...)
 		if err != nil {
 			return fmt.Errorf("updating job %s: %w", id, err)
 		}
 		return nil
-	})
+	}
 }
 
 func (j jobs) List(ctx context.Context, keyID, cursor string, limit int) ([]*store.JobRecord, string, error) {
@@ -239,4 +252,83 @@ func (j jobs) DeleteFinishedBefore(ctx context.Context, t time.Time, limit int) 
 		return nil, err
 	}
 	return out, nil
+}
+
+// blobKeysPage is how many job rows BlobKeys reads per query: small enough
+// that a scan over a large table never holds the single connection for
+// long, so requests interleave with it.
+const blobKeysPage = 500
+
+func (j jobs) BlobKeys(ctx context.Context, finishedAfter time.Time, fn func(key string) error) error {
+	after := ""
+	for {
+		keys, last, err := j.blobKeysPage(ctx, finishedAfter, after)
+		if err != nil {
+			return fmt.Errorf("listing referenced blobs: %w", err)
+		}
+		for _, k := range keys {
+			if err := fn(k); err != nil {
+				return err
+			}
+		}
+		if last == "" {
+			return nil
+		}
+		after = last
+	}
+}
+
+// blobKeysPage reads one page of live jobs with ids after after and
+// returns their blob keys and the page's last id ("" when it was the last
+// page). The negated condition is DeleteFinishedBefore's, so a job is
+// either live here or removable there, never neither.
+func (j jobs) blobKeysPage(ctx context.Context, finishedAfter time.Time, after string) ([]string, string, error) {
+	rows, err := j.s.db.QueryContext(ctx, `SELECT id, images, input_keys FROM jobs
+		WHERE id > ? AND NOT (finished_ms > 0 AND finished_ms < ? AND status IN (?, ?, ?))
+		ORDER BY id LIMIT ?`,
+		after, finishedAfter.UnixMilli(), store.StatusSucceeded, store.StatusFailed, store.StatusCanceled, blobKeysPage)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var (
+		keys []string
+		last string
+		n    int
+	)
+	for rows.Next() {
+		var (
+			id          string
+			img, inputs sql.NullString
+			images      []store.ImageRecord
+			inputKeys   []string
+		)
+		if err := rows.Scan(&id, &img, &inputs); err != nil {
+			return nil, "", err
+		}
+		if err := unmarshalText(img, &images); err != nil {
+			return nil, "", fmt.Errorf("decoding images of job %s: %w", id, err)
+		}
+		if err := unmarshalText(inputs, &inputKeys); err != nil {
+			return nil, "", fmt.Errorf("decoding input keys of job %s: %w", id, err)
+		}
+		for _, im := range images {
+			if im.Key != "" {
+				keys = append(keys, im.Key)
+			}
+		}
+		for _, k := range inputKeys {
+			if k != "" {
+				keys = append(keys, k)
+			}
+		}
+		last, n = id, n+1
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	if n < blobKeysPage {
+		last = ""
+	}
+	return keys, last, nil
 }

@@ -15,7 +15,7 @@ import (
 type keys struct{ s *Store }
 
 const keyColumns = `id, hash, prefix, name, scopes, created_ms, revoked_ms, last_used_ms,
-	requests_per_minute, concurrent_jobs, images_per_day, webhook_secret`
+	requests_per_minute, concurrent_jobs, images_per_day, webhook_secret, webhook_url`
 
 func scanKey(row scanner) (*store.KeyRecord, error) {
 	var (
@@ -25,7 +25,7 @@ func scanKey(row scanner) (*store.KeyRecord, error) {
 		revoked           sql.NullInt64
 	)
 	err := row.Scan(&rec.ID, &rec.Hash, &rec.Prefix, &rec.Name, &scopes, &created, &revoked, &lastUsed,
-		&rec.RequestsPerMinute, &rec.ConcurrentJobs, &rec.ImagesPerDay, &rec.WebhookSecret)
+		&rec.RequestsPerMinute, &rec.ConcurrentJobs, &rec.ImagesPerDay, &rec.WebhookSecret, &rec.WebhookURL)
 	if err != nil {
 		return nil, err
 	}
@@ -55,9 +55,9 @@ func (k keys) Create(ctx context.Context, rec store.KeyRecord) error {
 	if rec.Revoked != nil {
 		revoked = rec.Revoked.UnixMilli()
 	}
-	_, err = k.s.db.ExecContext(ctx, `INSERT INTO api_keys (`+keyColumns+`) VALUES (`+placeholders(12)+`)`,
+	_, err = k.s.db.ExecContext(ctx, `INSERT INTO api_keys (`+keyColumns+`) VALUES (`+placeholders(13)+`)`,
 		rec.ID, rec.Hash, rec.Prefix, rec.Name, string(scopes), toMS(rec.Created), revoked, toMS(rec.LastUsed),
-		rec.RequestsPerMinute, rec.ConcurrentJobs, rec.ImagesPerDay, rec.WebhookSecret)
+		rec.RequestsPerMinute, rec.ConcurrentJobs, rec.ImagesPerDay, rec.WebhookSecret, rec.WebhookURL)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return fmt.Errorf("creating key %s: %w", rec.ID, store.ErrConflict)

@@ -136,6 +136,32 @@ func (s *Store) CreateJobTx(ctx context.Context, tx *sql.Tx, rec *store.JobRecor
 	return createJob(ctx, tx, rec)
 }
 
+// UpdateJobTx is Jobs().Update inside the caller's transaction, so a job's
+// new state and the queue entries it causes (a webhook delivery) commit
+// together.
+func (s *Store) UpdateJobTx(ctx context.Context, tx *sql.Tx, id string, f func(*store.JobRecord) error) error {
+	return updateJob(ctx, tx, id, f)
+}
+
+// ClaimTx is Idempotency().Claim inside the caller's transaction, so a
+// claimed key, its job record and the job's queue entry commit together:
+// a crash can never leave a key pointing at a job that does not exist.
+func (s *Store) ClaimTx(ctx context.Context, tx *sql.Tx, keyID, idemKey, requestHash, jobID string, expires time.Time) (existingJobID string, conflict bool, err error) {
+	if idemKey == "" || jobID == "" {
+		return "", false, fmt.Errorf("claiming idempotency key: key and job id are required: %w", store.ErrInvalid)
+	}
+	existingJobID, conflict, err = claim(ctx, tx, s.now(), keyID, idemKey, requestHash, jobID, expires)
+	if err != nil {
+		return "", false, fmt.Errorf("claiming idempotency key: %w", err)
+	}
+	return existingJobID, conflict, nil
+}
+
+// InTx runs f in one transaction on the store's connection, committing
+// when f returns nil; callers pair it with the *Tx methods and River's
+// InsertTx.
+func (s *Store) InTx(ctx context.Context, f func(*sql.Tx) error) error { return s.inTx(ctx, f) }
+
 // Jobs implements store.Store.
 func (s *Store) Jobs() store.Jobs { return jobs{s} }
 

@@ -68,6 +68,19 @@ func (u usage) RecordWithin(ctx context.Context, keyID string, at time.Time, ima
 	return recorded, nil
 }
 
+func (u usage) Refund(ctx context.Context, keyID string, at time.Time, images int) error {
+	if images < 0 {
+		return fmt.Errorf("refunding usage of key %s: negative image count %d: %w", keyID, images, store.ErrInvalid)
+	}
+	if images == 0 {
+		return nil
+	}
+	if err := insertUsage(ctx, u.s.db, keyID, at, -images); err != nil {
+		return fmt.Errorf("refunding usage of key %s: %w", keyID, err)
+	}
+	return nil
+}
+
 func (u usage) PurgeBefore(ctx context.Context, t time.Time) (int, error) {
 	res, err := u.s.db.ExecContext(ctx, `DELETE FROM usage WHERE at_ms < ?`, t.UnixMilli())
 	if err != nil {

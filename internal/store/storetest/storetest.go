@@ -44,6 +44,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("ListLimitClamp", func(t *testing.T) { t.Parallel(); testJobListClamp(t, setup(t)) })
 		t.Run("ListBadCursor", func(t *testing.T) { t.Parallel(); testJobListBadCursor(t, setup(t)) })
 		t.Run("Retention", func(t *testing.T) { t.Parallel(); testJobRetention(t, setup(t)) })
+		t.Run("BlobKeys", func(t *testing.T) { t.Parallel(); testJobBlobKeys(t, setup(t)) })
+		t.Run("BlobKeysPages", func(t *testing.T) { t.Parallel(); testJobBlobKeysPages(t, setup(t)) })
 	})
 	t.Run("Keys", func(t *testing.T) {
 		t.Parallel()
@@ -55,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Run("Windows", func(t *testing.T) { t.Parallel(); testUsage(t, setup(t)) })
 		t.Run("RecordWithin", func(t *testing.T) { t.Parallel(); testUsageWithin(t, setup(t)) })
 		t.Run("PurgeBefore", func(t *testing.T) { t.Parallel(); testUsagePurge(t, setup(t)) })
+		t.Run("Refund", func(t *testing.T) { t.Parallel(); testUsageRefund(t, setup(t)) })
 	})
 	t.Run("Idempotency", func(t *testing.T) {
 		t.Parallel()
@@ -106,6 +109,7 @@ func fullJob(id, keyID string, created time.Time) *store.JobRecord {
 			{Key: "aa11.png", MIME: "image/png", Width: 1024, Height: 768, Bytes: 123456},
 			{Key: "bb22.webp", MIME: "image/webp", Width: 1024, Height: 768, Bytes: 65432},
 		},
+		InputKeys:      []string{"cc33.png", "dd44.jpg"},
 		Error:          &store.JobError{Kind: "rate_limited", Message: "slow down", RetryAfterMS: 1500},
 		IdempotencyKey: "idem-1",
 		RequestHash:    "hash-1",
@@ -246,6 +250,7 @@ func testJobUpdate(t *testing.T, s store.Store) {
 		r.Backend = "b1"
 		r.UpstreamIDs = []string{"u1"}
 		r.ResumeState = json.RawMessage(`{"x":1}`)
+		r.InputKeys = []string{"in-1.png"}
 		r.Version = 99 // ignored: the store owns Version
 		return nil
 	})
@@ -258,6 +263,7 @@ func testJobUpdate(t *testing.T, s store.Store) {
 	}
 	want := minimalJob("j", "key-a", store.StatusRunning, base)
 	want.Started, want.Backend, want.UpstreamIDs, want.ResumeState, want.Version = started, "b1", []string{"u1"}, json.RawMessage(`{"x":1}`), 2
+	want.InputKeys = []string{"in-1.png"}
 	if diff := cmp.Diff(want, got, jobOpts); diff != "" {
 		t.Errorf("after Update (-want +got):\n%s", diff)
 	}
@@ -534,6 +540,7 @@ func newKeyRecord(t *testing.T, id string, created time.Time) store.KeyRecord {
 		ConcurrentJobs:    2,
 		ImagesPerDay:      500,
 		WebhookSecret:     "whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
+		WebhookURL:        "https://hooks.example/" + id,
 	}
 }
 
@@ -546,6 +553,9 @@ func testKeys(t *testing.T, s store.Store) {
 	k1 := newKeyRecord(t, "aaaa1111", base)
 	k1.Scopes = []string{store.KindAdmin, store.KindUser}
 	k1.LastUsed = base.Add(time.Minute)
+	// Negative limits mean "unlimited" and must survive the round trip.
+	k1.RequestsPerMinute, k1.ImagesPerDay = -1, -1
+	k2.WebhookURL = ""
 	for _, k := range []store.KeyRecord{k2, k1} {
 		if err := s.Keys().Create(ctx, k); err != nil {
 			t.Fatalf("Create(%s): %v", k.ID, err)
@@ -745,6 +755,42 @@ func testUsagePurge(t *testing.T, s store.Store) {
 	}
 	if total != 2 {
 		t.Errorf("%d images left after PurgeBefore, want 2 (at and after the cut)", total)
+	}
+}
+
+func testUsageRefund(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	day := base.Add(-24 * time.Hour)
+	reserved := base.Add(-2 * time.Hour)
+	if ok, err := s.Usage().RecordWithin(ctx, "key-a", reserved, 4, day, 5); err != nil || !ok {
+		t.Fatalf("RecordWithin(4 of 5) = %v, %v", ok, err)
+	}
+	if ok, err := s.Usage().RecordWithin(ctx, "key-a", base, 2, day, 5); err != nil || ok {
+		t.Fatalf("RecordWithin(2 more over 5) = %v, %v; want refused", ok, err)
+	}
+	// The job made 1 image of the 4 it reserved.
+	if err := s.Usage().Refund(ctx, "key-a", reserved, 3); err != nil {
+		t.Fatalf("Refund: %v", err)
+	}
+	if n, err := s.Usage().ImagesSince(ctx, "key-a", day); err != nil || n != 1 {
+		t.Errorf("ImagesSince after refund = %d, %v; want 1", n, err)
+	}
+	if ok, err := s.Usage().RecordWithin(ctx, "key-a", base, 4, day, 5); err != nil || !ok {
+		t.Errorf("RecordWithin(4 with 1 used of 5) = %v, %v; want recorded", ok, err)
+	}
+	// The refund sits at the reservation's instant: once the window has
+	// passed both, neither counts.
+	if n, err := s.Usage().ImagesSince(ctx, "key-a", reserved.Add(time.Millisecond)); err != nil || n != 4 {
+		t.Errorf("ImagesSince after the reservation = %d, %v; want 4", n, err)
+	}
+	if err := s.Usage().Refund(ctx, "key-a", base, 0); err != nil {
+		t.Errorf("Refund(0) = %v", err)
+	}
+	if err := s.Usage().Refund(ctx, "key-a", base, -1); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("Refund(-1) error = %v, want ErrInvalid", err)
+	}
+	if n, err := s.Usage().PurgeBefore(ctx, base); err != nil || n != 2 {
+		t.Errorf("PurgeBefore = %d, %v; want 2 (the early reservation and its refund)", n, err)
 	}
 }
 
