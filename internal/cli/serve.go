@@ -63,11 +63,16 @@ two Z-Image-Turbo Spaces on Hugging Face, failing over from one to the other.
 Secrets come from the environment: EASEL_API_KEYS (comma-separated keys of at
 least 20 characters), HF_TOKEN (Hugging Face token, optional) and
 EASEL_SIGNING_KEY (signs result URLs; default: a key generated once into the
-data directory). Without API keys easel only listens on a loopback address.`,
+data directory). Without API keys (in the environment or made with
+"easel keys create") easel only listens on a loopback address.
+
+Jobs, keys and the async queue live in <data-dir>/easel.db (SQLite); results
+in <data-dir>/blobs.`,
 		Example: `  # Built-in backends on 127.0.0.1:8080, no auth (loopback only)
   easel serve
 
-  # Try it offline: adds the model demo-z-image-turbo backed by an in-process fake
+  # Try it offline: adds demo-z-image-turbo and demo-image-edit, backed by
+  # in-process fakes; the web studio is at http://127.0.0.1:8080/
   easel serve --demo
 
   # Expose it on every interface, with keys and a config file
@@ -86,7 +91,7 @@ data directory). Without API keys easel only listens on a loopback address.`,
 	fl.StringVarP(&f.config, "config", "c", "", "YAML config file (env "+EnvConfig+"; default: built-in configuration)")
 	fl.StringVar(&f.listen, "listen", "", "listen address host:port (env "+config.EnvListen+"; default "+config.DefaultListen+")")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory for results and the signing key (env "+config.EnvDataDir+"; default "+config.DefaultDataDir+")")
-	fl.BoolVar(&f.demo, "demo", false, "also run an in-process fake Z-Image-Turbo Space and serve it as model "+config.DemoModelID+" (no network needed)")
+	fl.BoolVar(&f.demo, "demo", false, "also run in-process fake Gradio Spaces and serve them as models "+config.DemoModelID+" (text to image) and "+config.DemoEditModelID+" (image to image); no network needed")
 	_ = cmd.MarkFlagFilename("config", "yaml", "yml")
 	_ = cmd.MarkFlagDirname("data-dir")
 	return cmd
@@ -253,7 +258,8 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 			MaxBytes:     cfg.Fetch.MaxBytes,
 			Timeout:      cfg.Fetch.Timeout,
 		}),
-		Logger: log,
+		Admitter: admitter{access},
+		Logger:   log,
 	})
 	if err != nil {
 		closeService(svc, log)

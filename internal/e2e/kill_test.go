@@ -793,7 +793,7 @@ func checkEventStream(t *testing.T, id string, evs []sseEvent, complete bool) {
 		}
 	}
 	if evs[0].Event != "queued" {
-		t.Errorf("first event %s, want queued", evs[0].Event)
+		t.Errorf("first event %s, want queued: %s", evs[0].Event, truncateBytes(evs[0].Data))
 	}
 	if complete && terminals != 1 {
 		t.Errorf("%d terminal events, want exactly 1: %v", terminals, eventTypes(evs))

@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -42,6 +42,12 @@ func gatewayMain() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The test holds our stdin open; EOF means it is gone (a test binary
+	// killed by its timeout, say), and no server may outlive it.
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
 	root := cli.NewRoot(cli.Options{Version: "v0.0.0-e2e"})
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -118,6 +124,11 @@ func (g *gateway) start() {
 	cmd.Env = g.env
 	cmd.Stdout = g.logs
 	cmd.Stderr = &lineWatcher{out: g.logs, match: listenLine, found: addrc}
+	// Never written to: the child stops when it closes, that is when this
+	// process ends. Wait closes it once the child has exited.
+	if _, err := cmd.StdinPipe(); err != nil {
+		g.t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		g.t.Fatalf("starting easel: %v", err)
 	}
@@ -195,24 +206,6 @@ func (g *gateway) stop() error {
 		<-done
 		return fmt.Errorf("easel did not exit within %s of SIGTERM", stopTimeout)
 	}
-}
-
-// waitHealthy is for callers that must not race the first request with
-// the listener (start already waits for it, this also proves HTTP works).
-func (g *gateway) waitHealthy(ctx context.Context, c *http.Client) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.url()+"/healthz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthz: %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // lineWatcher passes output on and reports the first capture of match,

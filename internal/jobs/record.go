@@ -214,11 +214,16 @@ func applySnapshot(rec *store.JobRecord, sn gen.Snapshot) {
 	if sn.Width > 0 {
 		rec.Width, rec.Height = sn.Width, sn.Height
 	}
+	// Images keep their positions (image k of the job is Images[k]); an
+	// image not produced yet, or not at all, has an empty Key.
 	rec.Images = rec.Images[:0]
-	for _, img := range sn.Images {
-		if img.Key == "" {
-			continue
+	last := -1
+	for i, img := range sn.Images {
+		if img.Key != "" {
+			last = i
 		}
+	}
+	for _, img := range sn.Images[:last+1] {
 		rec.Images = append(rec.Images, store.ImageRecord{Key: img.Key, MIME: img.MIME, Width: img.Width, Height: img.Height, Bytes: img.Bytes})
 	}
 	if ids := nonEmpty(sn.UpstreamIDs); len(ids) > 0 {

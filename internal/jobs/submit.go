@@ -299,7 +299,13 @@ func (m *Manager) failRecord(ctx context.Context, id string, kind provider.Error
 
 // ended runs the end-of-job hooks of a record this process finished.
 func (m *Manager) ended(rec *store.JobRecord) {
-	m.released(rec.ID, len(rec.Images))
+	n := 0
+	for _, img := range rec.Images {
+		if img.Key != "" {
+			n++
+		}
+	}
+	m.released(rec.ID, n)
 	if m.opts.OnFinish != nil {
 		m.opts.OnFinish(rec)
 	}

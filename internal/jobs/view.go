@@ -335,8 +335,10 @@ func recordEvents(rec *store.JobRecord, onlyEnd bool) []provider.Event {
 		if !rec.Started.IsZero() {
 			evs = append(evs, provider.Event{Type: provider.EventStarted, Time: rec.Started})
 		}
-		for i := range rec.Images {
-			evs = append(evs, provider.Event{Type: provider.EventImage, Index: i, Time: rec.Finished})
+		for i, img := range rec.Images {
+			if img.Key != "" {
+				evs = append(evs, provider.Event{Type: provider.EventImage, Index: i, Time: rec.Finished})
+			}
 		}
 	}
 	end := provider.Event{Time: rec.Finished}

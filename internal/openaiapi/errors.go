@@ -42,6 +42,9 @@ type apiError struct {
 	// NoRetry sends x-should-retry: false: the work may have run upstream
 	// and an automatic replay would run it again.
 	NoRetry bool
+	// exactRetryAfter sends RetryAfter uncapped: a key's quota knows when
+	// it frees up, even a day ahead.
+	exactRetryAfter bool
 	// cause is logged, never sent.
 	cause error
 }
@@ -120,7 +123,8 @@ func toAPIError(err error) *apiError {
 		if le.Status() != http.StatusTooManyRequests {
 			typ = "invalid_request_error"
 		}
-		return &apiError{Status: le.Status(), Type: typ, Code: le.Code, Message: le.Message, RetryAfter: le.RetryAfter, cause: err}
+		return &apiError{Status: le.Status(), Type: typ, Code: le.Code, Message: le.Message, RetryAfter: le.RetryAfter,
+			exactRetryAfter: true, NoRetry: le.RetryAfter > maxRetryAfter, cause: err}
 	}
 	if errors.Is(err, jobs.ErrStopped) {
 		return &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "service_unavailable",
@@ -202,7 +206,10 @@ func fromProvider(pe *provider.Error) *apiError {
 // setRetryHeaders writes the retry hints for e on h.
 func setRetryHeaders(h http.Header, e *apiError) {
 	if e.RetryAfter > 0 {
-		d := min(e.RetryAfter, maxRetryAfter)
+		d := e.RetryAfter
+		if !e.exactRetryAfter {
+			d = min(d, maxRetryAfter)
+		}
 		secs := int64(math.Ceil(d.Seconds()))
 		h.Set("Retry-After", strconv.FormatInt(max(secs, 1), 10))
 		h.Set("Retry-After-Ms", strconv.FormatInt(max(d.Milliseconds(), 1), 10))

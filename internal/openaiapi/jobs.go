@@ -270,6 +270,9 @@ func (a *API) jobObject(v *jobs.View, base, format string) jobObject {
 		o.ResultsExpired = len(rec.Images) > 0
 	} else {
 		for _, img := range rec.Images {
+			if img.Key == "" {
+				continue // not produced (yet)
+			}
 			ji := jobImage{Width: img.Width, Height: img.Height, MIME: img.MIME}
 			if format != "b64_json" {
 				ji.URL = a.signer.URL(base, img.Key, a.urlTTL)
@@ -324,13 +327,18 @@ func (a *API) handleGetJob(w http.ResponseWriter, r *http.Request) {
 	}
 	o := a.jobObject(v, a.baseURL(r), format)
 	if format == "b64_json" && !o.ResultsExpired {
-		for i, img := range v.Record.Images {
+		i := 0
+		for _, img := range v.Record.Images {
+			if img.Key == "" {
+				continue
+			}
 			b64, err := a.readB64(r.Context(), gen.StoredImage{Key: img.Key, MIME: img.MIME})
 			if err != nil {
 				a.writeError(w, r, err)
 				return
 			}
 			o.Data[i].B64JSON = b64
+			i++
 		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -397,7 +405,7 @@ type jobEvent struct {
 	QueueSize int          `json:"queue_size,omitempty"`
 	Source    string       `json:"source,omitempty"`
 	ETA       float64      `json:"eta,omitempty"`
-	Step      int          `json:"step,omitempty"`
+	Step      *int         `json:"step,omitempty"`
 	Total     int          `json:"total,omitempty"`
 	Fraction  float64      `json:"fraction,omitempty"`
 	Unit      string       `json:"unit,omitempty"`
@@ -436,6 +444,9 @@ func (a *API) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 		})
 		done <- followResult{v, err}
 	}()
+	// A reconnecting client sends the id of the last event it got; the
+	// replay is the same sequence, so the events up to it are skipped.
+	skip, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
 	sse := startSSE(w)
 	base := a.baseURL(r)
 	seq := 0
@@ -459,6 +470,9 @@ func (a *API) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		seq++
+		if seq <= skip {
+			return nil
+		}
 		return writeJobEvent(sse, seq, je)
 	}
 	ticker := time.NewTicker(a.heartbeat)
@@ -512,11 +526,17 @@ func (a *API) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) jobEvent(id string, ev provider.Event) jobEvent {
-	return jobEvent{
+	je := jobEvent{
 		Type: string(ev.Type), JobID: id, Time: ev.Time.UTC(), Index: ev.Index,
 		Position: ev.Position, QueueSize: ev.QueueSize, Source: ev.Source, ETA: ev.ETA,
-		Step: ev.Step, Total: ev.Total, Fraction: ev.Fraction, Unit: ev.Unit, Message: ev.Message,
+		Total: ev.Total, Fraction: ev.Fraction, Unit: ev.Unit, Message: ev.Message,
 	}
+	if ev.Type == provider.EventProgress && ev.Total > 0 {
+		// Step 0 of n is a real report (upstreams count from 0).
+		step := ev.Step
+		je.Step = &step
+	}
+	return je
 }
 
 func writeJobEvent(sse *sseWriter, seq int, je jobEvent) error {

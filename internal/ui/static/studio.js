@@ -242,10 +242,11 @@ function hideAlert() {
   el.alert.hidden = true;
   clearInterval(state.retryTimer);
   state.retryTimer = 0;
+  syncButtons();
 }
 
-// showError explains a failed call the way item by item a user can act on:
-// the key, the wait, the size, or what the backend said.
+// showError explains a failed call in terms a user can act on: the key,
+// the wait, the size, or what the backend said.
 function showError(err, context = "") {
   if (err && err.name === "AbortError") return;
   if (err instanceof NetworkError) {
