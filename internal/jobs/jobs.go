@@ -123,8 +123,9 @@ type Manager struct {
 	sync  *syncWriter
 
 	mu       sync.Mutex
-	active   map[string]*active   // async jobs being worked here
-	releases map[string]func(int) // Submission.Release by job id
+	active   map[string]*active       // async jobs being worked here
+	releases map[string]func(int)     // Submission.Release by job id
+	starting map[string]chan struct{} // closed when a queued job starts here
 	closed   bool
 }
 
@@ -168,6 +169,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		log:      opts.Logger,
 		active:   make(map[string]*active),
 		releases: make(map[string]func(int)),
+		starting: make(map[string]chan struct{}),
 	}
 	driver := riversqlite.New(opts.Store.DB())
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quietLogger(opts.Logger)})

@@ -134,6 +134,7 @@ func (m *Manager) work(ctx context.Context, id string) error {
 		m.mu.Lock()
 		delete(m.active, id)
 		m.mu.Unlock()
+		m.started(id) // followers reread the record, whatever happened
 	}()
 
 	var rec *store.JobRecord
@@ -191,6 +192,7 @@ func (m *Manager) work(ctx context.Context, id string) error {
 	a.job = job
 	cancelNow := a.cancelRequested
 	m.mu.Unlock()
+	m.started(id)
 	if cancelNow {
 		job.Cancel()
 	}

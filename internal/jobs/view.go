@@ -253,8 +253,9 @@ func (m *Manager) cancelQueued(ctx context.Context, id string) error {
 	return nil
 }
 
-// followPoll is how often Follow looks for a queued job to start.
-const followPoll = 50 * time.Millisecond
+// followPoll is how often Follow rereads the record of a job waiting in
+// the queue (a worker of this process starting it wakes Follow at once).
+const followPoll = 500 * time.Millisecond
 
 // Follow calls emit with job id's events: first those so far, then live
 // ones, until the job has ended; it returns the final view. A job this
@@ -321,8 +322,37 @@ func (m *Manager) Follow(ctx context.Context, id, keyID string, emit func(provid
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case <-m.startSignal(id):
 		case <-t.C:
 		}
+	}
+}
+
+// startSignal returns a channel closed when a worker of this process
+// starts job id.
+func (m *Manager) startSignal(id string) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a := m.active[id]; a != nil && a.job != nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	c, ok := m.starting[id]
+	if !ok {
+		c = make(chan struct{})
+		m.starting[id] = c
+	}
+	return c
+}
+
+// started wakes the followers of job id.
+func (m *Manager) started(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c, ok := m.starting[id]; ok {
+		close(c)
+		delete(m.starting, id)
 	}
 }
 

@@ -153,6 +153,10 @@ func (a *API) submitAsync(w http.ResponseWriter, r *http.Request, req *gen.Reque
 		a.writeError(w, r, err)
 		return
 	}
+	// The 202 shows the job as it was accepted, whatever a fast worker
+	// has done since, so a replay answers exactly what the first request
+	// got; the job's links tell its current state.
+	v = acceptedView(v)
 	h := w.Header()
 	h.Set("Location", jobPath(rec.ID))
 	h.Set("X-Easel-Job-Id", rec.ID)
@@ -166,6 +170,17 @@ func (a *API) submitAsync(w http.ResponseWriter, r *http.Request, req *gen.Reque
 }
 
 func jobPath(id string) string { return "/v1/images/jobs/" + id }
+
+// acceptedView is a job as it stood when it was accepted.
+func acceptedView(v *jobs.View) *jobs.View {
+	rec := *v.Record
+	rec.Status = store.StatusQueued
+	rec.Backend = ""
+	rec.Started, rec.Finished = time.Time{}, time.Time{}
+	rec.Images, rec.Error, rec.UpstreamIDs = nil, nil, nil
+	rec.Width, rec.Height = v.Request.Width, v.Request.Height
+	return &jobs.View{Record: &rec, Request: v.Request}
+}
 
 // jobObject is a job as the API shows it.
 type jobObject struct {
