@@ -31,25 +31,23 @@ func (i idempotency) Claim(ctx context.Context, keyID, idemKey, requestHash, job
 
 // claim is Claim inside the caller's transaction.
 func claim(ctx context.Context, tx *sql.Tx, now time.Time, keyID, idemKey, requestHash, jobID string, expires time.Time) (existing string, conflict bool, err error) {
-	{
-		var hash, job string
-		var exp int64
-		err := tx.QueryRowContext(ctx, `SELECT request_hash, job_id, expires_ms FROM idempotency
-			WHERE key_id = ? AND idem_key = ?`, keyID, idemKey).Scan(&hash, &job, &exp)
-		switch {
-		case err == nil && exp > now.UnixMilli():
-			return job, hash != requestHash, nil
-		case err != nil && !errors.Is(err, sql.ErrNoRows):
-			return "", false, err
-		}
-		// No claim, or an expired one: this request takes the key.
-		_, err = tx.ExecContext(ctx, `INSERT INTO idempotency (key_id, idem_key, request_hash, job_id, expires_ms)
-			VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (key_id, idem_key) DO UPDATE SET request_hash = excluded.request_hash,
-				job_id = excluded.job_id, expires_ms = excluded.expires_ms`,
-			keyID, idemKey, requestHash, jobID, expires.UnixMilli())
+	var hash, job string
+	var exp int64
+	err = tx.QueryRowContext(ctx, `SELECT request_hash, job_id, expires_ms FROM idempotency
+		WHERE key_id = ? AND idem_key = ?`, keyID, idemKey).Scan(&hash, &job, &exp)
+	switch {
+	case err == nil && exp > now.UnixMilli():
+		return job, hash != requestHash, nil
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
 		return "", false, err
 	}
+	// No claim, or an expired one: this request takes the key.
+	_, err = tx.ExecContext(ctx, `INSERT INTO idempotency (key_id, idem_key, request_hash, job_id, expires_ms)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (key_id, idem_key) DO UPDATE SET request_hash = excluded.request_hash,
+			job_id = excluded.job_id, expires_ms = excluded.expires_ms`,
+		keyID, idemKey, requestHash, jobID, expires.UnixMilli())
+	return "", false, err
 }
 
 func (i idempotency) Purge(ctx context.Context, now time.Time) (int, error) {

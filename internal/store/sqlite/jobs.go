@@ -135,40 +135,38 @@ func (j jobs) Update(ctx context.Context, id string, f func(*store.JobRecord) er
 
 // updateJob is Update inside the caller's transaction.
 func updateJob(ctx context.Context, tx *sql.Tx, id string, f func(*store.JobRecord) error) error {
-	{
-		rec, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("updating job %s: %w", id, store.ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("updating job %s: %w", id, err)
-		}
-		keyID, version := rec.KeyID, rec.Version
-		if err := f(rec); err != nil {
-			return fmt.Errorf("updating job %s: %w", id, err)
-		}
-		if rec.ID != id || rec.KeyID != keyID {
-			return fmt.Errorf("updating job %s: id and owner cannot change: %w", id, store.ErrInvalid)
-		}
-		if rec.Created.IsZero() || rec.Status == "" {
-			return fmt.Errorf("updating job %s: status and created are required: %w", id, store.ErrInvalid)
-		}
-		rec.Version = version + 1
-		args, err := jobArgs(rec)
-		if err != nil {
-			return fmt.Errorf("updating job %s: %w", id, err)
-		}
-		// args[0] is the id; it moves to the WHERE clause.
-		_, err = tx.ExecContext(ctx, `UPDATE jobs SET key_id = ?, model = ?, backend = ?, status = ?,
-			progress = ?, created_ms = ?, started_ms = ?, finished_ms = ?, n = ?, width = ?,
-			height = ?, request = ?, upstream_ids = ?, resume_state = ?, images = ?, error = ?,
-			idempotency_key = ?, request_hash = ?, webhook_url = ?, version = ?, input_keys = ?
-			WHERE id = ?`, append(args[1:], id)...)
-		if err != nil {
-			return fmt.Errorf("updating job %s: %w", id, err)
-		}
-		return nil
+	rec, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("updating job %s: %w", id, store.ErrNotFound)
 	}
+	if err != nil {
+		return fmt.Errorf("updating job %s: %w", id, err)
+	}
+	keyID, version := rec.KeyID, rec.Version
+	if err := f(rec); err != nil {
+		return fmt.Errorf("updating job %s: %w", id, err)
+	}
+	if rec.ID != id || rec.KeyID != keyID {
+		return fmt.Errorf("updating job %s: id and owner cannot change: %w", id, store.ErrInvalid)
+	}
+	if rec.Created.IsZero() || rec.Status == "" {
+		return fmt.Errorf("updating job %s: status and created are required: %w", id, store.ErrInvalid)
+	}
+	rec.Version = version + 1
+	args, err := jobArgs(rec)
+	if err != nil {
+		return fmt.Errorf("updating job %s: %w", id, err)
+	}
+	// args[0] is the id; it moves to the WHERE clause.
+	_, err = tx.ExecContext(ctx, `UPDATE jobs SET key_id = ?, model = ?, backend = ?, status = ?,
+		progress = ?, created_ms = ?, started_ms = ?, finished_ms = ?, n = ?, width = ?,
+		height = ?, request = ?, upstream_ids = ?, resume_state = ?, images = ?, error = ?,
+		idempotency_key = ?, request_hash = ?, webhook_url = ?, version = ?, input_keys = ?
+		WHERE id = ?`, append(args[1:], id)...)
+	if err != nil {
+		return fmt.Errorf("updating job %s: %w", id, err)
+	}
+	return nil
 }
 
 func (j jobs) List(ctx context.Context, keyID, cursor string, limit int) ([]*store.JobRecord, string, error) {
