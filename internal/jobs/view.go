@@ -2,9 +2,7 @@ package jobs
 
 import (
 	"context"
-	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/easelgw/easel/internal/gen"
@@ -225,32 +223,12 @@ func (m *Manager) waitFinal(ctx context.Context, id string) {
 
 // cancelQueued cancels a job no worker holds, with its webhook.
 func (m *Manager) cancelQueued(ctx context.Context, id string) error {
-	now := m.opts.Now().UTC().Truncate(time.Millisecond)
-	var final *store.JobRecord
-	err := m.st.InTx(ctx, func(tx *sql.Tx) error {
-		err := m.st.UpdateJobTx(ctx, tx, id, func(r *store.JobRecord) error {
-			if store.Finished(r.Status) {
-				return errFinal
-			}
-			r.Status = store.StatusCanceled
-			r.Finished = now
-			r.Error = &store.JobError{Kind: provider.KindCanceled.String(), Message: "job canceled"}
-			final = r
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return m.queueWebhookTx(ctx, tx, final)
+	return m.finish(ctx, id, gen.Snapshot{
+		ID:       id,
+		Status:   gen.StatusCanceled,
+		Finished: m.opts.Now().UTC().Truncate(time.Millisecond),
+		Err:      &provider.Error{Kind: provider.KindCanceled, Message: "job canceled"},
 	})
-	switch {
-	case errors.Is(err, errFinal):
-		return nil
-	case err != nil:
-		return fmt.Errorf("canceling job %s: %w", id, err)
-	}
-	m.released(id, 0)
-	return nil
 }
 
 // followPoll is how often Follow rereads the record of a job waiting in

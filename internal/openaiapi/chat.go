@@ -298,32 +298,11 @@ func (a *API) handleChat(w http.ResponseWriter, r *http.Request) {
 		KeyID:  server.KeyID(ctx),
 	}
 	base := a.baseURL(r)
-	async, prefer := wantsAsync(r, p.Async)
-	if async && p.Stream {
-		a.writeError(w, r, badRequest("stream", "invalid_value", "'stream' and 'async' cannot be combined; follow the job's events instead."))
+	job, release, done := a.dispatch(w, r, req, jobMode{async: p.Async, stream: p.Stream, responseFormat: "url", webhookURL: p.WebhookURL})
+	if done {
 		return
 	}
-	release, err := a.admit(ctx, req.N)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if async {
-		a.submitAsync(w, r, req, asyncParams{prefer: prefer, responseFormat: "url", webhookURL: p.WebhookURL, release: release})
-		return
-	}
-	if p.Stream {
-		req.Stream = true
-		job, err := a.svc.Start(ctx, req)
-		if err != nil {
-			release(0)
-			a.writeError(w, r, err)
-			return
-		}
-		go func() {
-			<-job.Done()
-			release(produced(job.Snapshot()))
-		}()
+	if job != nil {
 		w.Header().Set("X-Easel-Job-Id", job.ID())
 		a.streamChat(w, r, job, p, "chatcmpl-"+job.ID(), model, job.Snapshot().Created.Unix(), base)
 		return

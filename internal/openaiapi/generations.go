@@ -214,32 +214,11 @@ func (p *imageParams) request(model string, kind provider.Kind) *gen.Request {
 func (a *API) runImages(w http.ResponseWriter, r *http.Request, req *gen.Request, p *imageParams, ev imageEvents) {
 	ctx := r.Context()
 	req.KeyID = server.KeyID(ctx)
-	async, prefer := wantsAsync(r, p.Async)
-	if async && p.Stream {
-		a.writeError(w, r, badRequest("stream", "invalid_value", "'stream' and 'async' cannot be combined; follow the job's events instead."))
+	job, release, done := a.dispatch(w, r, req, jobMode{async: p.Async, stream: p.Stream, responseFormat: p.ResponseFormat, webhookURL: p.WebhookURL})
+	if done {
 		return
 	}
-	release, err := a.admit(ctx, req.N)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if async {
-		a.submitAsync(w, r, req, asyncParams{prefer: prefer, responseFormat: p.ResponseFormat, webhookURL: p.WebhookURL, release: release})
-		return
-	}
-	if p.Stream {
-		req.Stream = true
-		job, err := a.svc.Start(ctx, req)
-		if err != nil {
-			release(0)
-			a.writeError(w, r, err)
-			return
-		}
-		go func() {
-			<-job.Done()
-			release(produced(job.Snapshot()))
-		}()
+	if job != nil {
 		w.Header().Set("X-Easel-Job-Id", job.ID())
 		a.streamImages(w, r, job, p, ev)
 		return
@@ -249,6 +228,51 @@ func (a *API) runImages(w http.ResponseWriter, r *http.Request, req *gen.Request
 		return
 	}
 	a.respondImages(w, r, snap, p)
+}
+
+// jobMode is how a request wants its job run.
+type jobMode struct {
+	async, stream  bool
+	responseFormat string
+	webhookURL     string
+}
+
+// dispatch admits req under the caller's limits and either submits it as
+// an async job (answering 202), or starts it for a stream (job set), or
+// leaves a sync run to the caller (job nil). done means the response is
+// written. release ends the admission of a sync run.
+func (a *API) dispatch(w http.ResponseWriter, r *http.Request, req *gen.Request, m jobMode) (job *gen.Job, release func(int), done bool) {
+	ctx := r.Context()
+	async, prefer := wantsAsync(r, m.async)
+	if async && m.stream {
+		a.writeError(w, r, badRequest("stream", "invalid_value", "'stream' and 'async' cannot be combined; follow the job's events instead."))
+		return nil, nil, true
+	}
+	release, err := a.admit(ctx, req.N)
+	if err != nil {
+		a.writeError(w, r, err)
+		return nil, nil, true
+	}
+	if async {
+		a.submitAsync(w, r, req, asyncParams{prefer: prefer, responseFormat: m.responseFormat, webhookURL: m.webhookURL, release: release})
+		return nil, nil, true
+	}
+	if !m.stream {
+		return nil, release, false
+	}
+	req.Stream = true
+	job, err = a.svc.Start(ctx, req)
+	if err != nil {
+		release(0)
+		a.writeError(w, r, err)
+		return nil, nil, true
+	}
+	rel, started := release, job
+	go func() {
+		<-started.Done()
+		rel(produced(started.Snapshot()))
+	}()
+	return job, nil, false
 }
 
 // produced counts a finished job's images.
