@@ -386,4 +386,3 @@ func TestKeyLimits(t *testing.T) {
 		t.Errorf("refused jobs reached the upstream: %d joins", n)
 	}
 }
-
