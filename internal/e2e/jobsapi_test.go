@@ -220,7 +220,8 @@ func TestJobEventsAndCancel(t *testing.T) {
 		if json.Unmarshal(ev.Data, &d) != nil {
 			t.Errorf("event data not JSON: %s", ev.Data)
 		}
-		if n, _ := strconv.Atoi(ev.ID); n != lastID+1 {
+		_, num, _ := strings.Cut(ev.ID, ".")
+		if n, _ := strconv.Atoi(num); n != lastID+1 {
 			t.Errorf("event id %q after %d", ev.ID, lastID)
 		} else {
 			lastID = n

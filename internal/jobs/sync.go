@@ -108,32 +108,50 @@ func (w *syncWriter) end(id string, snap gen.Snapshot) {
 
 func (w *syncWriter) loop() {
 	defer close(w.done)
-	for range w.wake {
-		// Gather for a moment: one commit (one fsync) then carries every
-		// record of the interval instead of one per request, which keeps
-		// the database's disk writes from slowing the result files'.
-		t := time.NewTimer(syncFlushDelay)
+	for {
 		select {
-		case <-t.C:
+		case <-w.wake:
+			// Gather for a moment: one commit (one fsync) then carries
+			// every record of the interval instead of one per request,
+			// which keeps the database's disk writes from slowing the
+			// result files'.
+			t := time.NewTimer(syncFlushDelay)
+			select {
+			case <-t.C:
+			case <-w.closing:
+				t.Stop()
+			}
+			w.flush()
 		case <-w.closing:
-			t.Stop()
+			w.flush()
+			return
 		}
-		for {
-			w.mu.Lock()
-			n := min(len(w.queue), maxSyncBatch)
-			batch := append([]*store.JobRecord(nil), w.queue[:n]...)
-			w.queue = w.queue[n:]
-			w.mu.Unlock()
-			if len(batch) == 0 {
-				break
-			}
-			w.write(batch)
-			w.mu.Lock()
-			for _, rec := range batch {
-				delete(w.pending, rec.ID)
-			}
-			w.mu.Unlock()
+	}
+}
+
+// flush writes every queued record.
+func (w *syncWriter) flush() {
+	for {
+		w.mu.Lock()
+		n := min(len(w.queue), maxSyncBatch)
+		// Copies: the store sets fields of what it writes, while get
+		// may be reading the pending originals.
+		batch := make([]*store.JobRecord, 0, n)
+		for _, rec := range w.queue[:n] {
+			c := *rec
+			batch = append(batch, &c)
 		}
+		w.queue = w.queue[n:]
+		w.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		w.write(batch)
+		w.mu.Lock()
+		for _, rec := range batch {
+			delete(w.pending, rec.ID)
+		}
+		w.mu.Unlock()
 	}
 }
 
@@ -169,8 +187,8 @@ func (w *syncWriter) close() {
 	}
 	w.closed = true
 	w.mu.Unlock()
+	// wake is never closed: end may still be sending to it.
 	close(w.closing)
-	close(w.wake)
 	<-w.done
 }
 

@@ -28,6 +28,8 @@ type Jobs interface {
 	List(ctx context.Context, keyID, cursor string, limit int) ([]*jobs.View, string, error)
 	Cancel(ctx context.Context, id, keyID string) (*jobs.View, error)
 	Follow(ctx context.Context, id, keyID string, emit func(provider.Event) error) (*jobs.View, error)
+	// Epoch names the server run event ids belong to.
+	Epoch() string
 }
 
 // errIdempotencyReused answers a key reused with another request.
@@ -459,9 +461,16 @@ func (a *API) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 		})
 		done <- followResult{v, err}
 	}()
-	// A reconnecting client sends the id of the last event it got; the
-	// replay is the same sequence, so the events up to it are skipped.
-	skip, _ := strconv.Atoi(r.Header.Get("Last-Event-ID"))
+	// Event ids are "<epoch>.<n>". A reconnecting client sends the id of
+	// the last event it got; within one server run the replay is the same
+	// sequence, so the events up to it are skipped. An id from another run
+	// (before a restart) replays everything: that run's live progress is
+	// gone, and the new sequence does not line up with it.
+	epoch := a.jobs.Epoch()
+	skip := 0
+	if last, n, ok := strings.Cut(r.Header.Get("Last-Event-ID"), "."); ok && last == epoch {
+		skip, _ = strconv.Atoi(n)
+	}
 	sse := startSSE(w)
 	base := a.baseURL(r)
 	seq := 0
@@ -488,7 +497,7 @@ func (a *API) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 		if seq <= skip {
 			return nil
 		}
-		return writeJobEvent(sse, seq, je)
+		return writeJobEvent(sse, epoch, seq, je)
 	}
 	ticker := time.NewTicker(a.heartbeat)
 	defer ticker.Stop()
@@ -534,7 +543,9 @@ func (a *API) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 			je.Job = &obj
 			je.Error = obj.Error
 			seq++
-			_ = writeJobEvent(sse, seq, je)
+			if seq > skip {
+				_ = writeJobEvent(sse, epoch, seq, je)
+			}
 			return
 		}
 	}
@@ -554,13 +565,15 @@ func (a *API) jobEvent(id string, ev provider.Event) jobEvent {
 	return je
 }
 
-func writeJobEvent(sse *sseWriter, seq int, je jobEvent) error {
+func writeJobEvent(sse *sseWriter, epoch string, seq int, je jobEvent) error {
 	data, err := json.Marshal(je)
 	if err != nil {
 		return err
 	}
 	buf := make([]byte, 0, len(data)+64)
 	buf = append(buf, "id: "...)
+	buf = append(buf, epoch...)
+	buf = append(buf, '.')
 	buf = strconv.AppendInt(buf, int64(seq), 10)
 	buf = append(buf, "\nevent: "...)
 	buf = append(buf, je.Type...)

@@ -55,11 +55,11 @@ func (p *Provider) fetchOne(ctx context.Context, id, raw string) (provider.Image
 	base, _ := url.Parse(p.pollURL(id))
 	ref, err := url.Parse(raw)
 	if err != nil {
-		return provider.Image{}, &provider.Error{Kind: provider.KindProtocol, Message: fmt.Sprintf("upstream job %s gave an unreadable result URL", id), Err: err}
+		return provider.Image{}, &provider.Error{Kind: provider.KindProtocol, Message: "the upstream job gave an unreadable result URL", Err: err}
 	}
 	u := base.ResolveReference(ref)
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return provider.Image{}, &provider.Error{Kind: provider.KindProtocol, Message: fmt.Sprintf("upstream job %s gave a result URL with scheme %q", id, u.Scheme)}
+		return provider.Image{}, &provider.Error{Kind: provider.KindProtocol, Message: fmt.Sprintf("the upstream job gave a result URL with scheme %q", u.Scheme)}
 	}
 	var last error
 	wait := fetchRetryBase

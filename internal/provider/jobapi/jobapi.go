@@ -51,7 +51,7 @@ type Options struct {
 	// durable job store saves the pair there so that a restarted gateway
 	// calls Resume instead of submitting the work again. It must not
 	// block for long. The same id is also reported as Result.UpstreamID
-	// and in an EventLog "upstream job <id>".
+	// and in the EventAccepted event.
 	OnUpstreamID func(jobID, upstreamID string)
 }
 

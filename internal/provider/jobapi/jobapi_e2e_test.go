@@ -2,6 +2,7 @@ package jobapi
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"net/http"
 	"strings"
@@ -93,8 +94,8 @@ func TestGenerateAgainstFake(t *testing.T) {
 	if got[0].Type != provider.EventAccepted || got[0].UpstreamID != id {
 		t.Errorf("first event = %+v, want accepted with upstream id %q", got[0], id)
 	}
-	if got[1].Type != provider.EventLog || got[1].Message != "upstream job "+id {
-		t.Errorf("second event = %+v, want log %q", got[1], "upstream job "+id)
+	if got[1].Type != provider.EventLog || got[1].Message != "accepted by the upstream" || strings.Contains(fmt.Sprint(got[1:]), id) {
+		t.Errorf("second event = %+v, want log %q and the upstream id only in the accepted event", got[1], "accepted by the upstream")
 	}
 	if got[2].Type != provider.EventQueued || got[2].Source != "upstream" {
 		t.Errorf("third event = %+v, want upstream queued", got[2])

@@ -35,8 +35,10 @@ func (p *Provider) Generate(ctx context.Context, req *provider.Request, emit fun
 		p.onID(req.JobID, id)
 	}
 	emit(provider.Event{Type: provider.EventAccepted, Index: req.Index, UpstreamID: id})
-	emit(provider.Event{Type: provider.EventLog, Index: req.Index, Message: "upstream job " + id})
-	emit(provider.Event{Type: provider.EventQueued, Index: req.Index, Source: "upstream", Message: "upstream job " + id})
+	// The upstream's id travels only in EventAccepted: clients see that
+	// the work was accepted, operators see the id in the log.
+	emit(provider.Event{Type: provider.EventLog, Index: req.Index, Message: "accepted by the upstream"})
+	emit(provider.Event{Type: provider.EventQueued, Index: req.Index, Source: "upstream"})
 	return p.follow(ctx, id, req, emit, false)
 }
 
@@ -55,7 +57,7 @@ func (p *Provider) Resume(ctx context.Context, upstreamID string, req *provider.
 		return nil, provider.Errorf(provider.KindBadRequest, "resuming needs a saved upstream job id")
 	}
 	emit(provider.Event{Type: provider.EventAccepted, Index: req.Index, UpstreamID: upstreamID})
-	emit(provider.Event{Type: provider.EventLog, Index: req.Index, Message: "upstream job " + upstreamID + " (resumed)"})
+	emit(provider.Event{Type: provider.EventLog, Index: req.Index, Message: "following the upstream's job again after a restart"})
 	return p.follow(ctx, upstreamID, req, emit, true)
 }
 
@@ -161,7 +163,7 @@ func (p *Provider) follow(ctx context.Context, id string, req *provider.Request,
 				if msg == "" {
 					msg = "no message given"
 				}
-				return nil, &provider.Error{Kind: provider.KindUpstream, Message: fmt.Sprintf("upstream job %s failed: %s", id, msg)}
+				return nil, &provider.Error{Kind: provider.KindUpstream, Message: "the upstream job failed: " + msg}
 			}
 			if st.progress >= 0 && st.progress != lastFraction {
 				if !started {
@@ -183,7 +185,7 @@ func (p *Provider) follow(ctx context.Context, id string, req *provider.Request,
 			}
 		}
 		if final {
-			e := &provider.Error{Kind: provider.KindTimeout, Message: fmt.Sprintf("upstream job %s did not finish within %s", id, formatSeconds(pc.Deadline)), Err: lastErr}
+			e := &provider.Error{Kind: provider.KindTimeout, Message: "the upstream job did not finish within " + formatSeconds(pc.Deadline), Err: lastErr}
 			return nil, e
 		}
 	}

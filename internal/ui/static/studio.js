@@ -50,7 +50,7 @@ const state = {
   images: [], // {file, url}
   job: null, // the job object shown in the progress card
   follow: null, // AbortController of the event stream being read
-  lastSeq: -1,
+  lastEventId: "",
   perImage: [], // progress of each image of the followed job, 0..1
   replaying: false, // the followed job had ended before it was opened
   historyCursor: "",
@@ -950,14 +950,15 @@ function stopFollowing() {
   state.follow = null;
 }
 
-// follow reads the job's event stream until its terminal event. The
-// server replays every event on each connection, so a reconnect skips
-// the sequence numbers already applied.
+// follow reads the job's event stream until its terminal event. Event ids
+// are "<run>.<n>": a reconnect sends the last id as Last-Event-ID and the
+// server resumes after it; after a server restart (another run) it
+// replays from the start, and the page starts its progress over.
 async function follow(job) {
   stopFollowing();
   const ctl = new AbortController();
   state.follow = ctl;
-  state.lastSeq = -1;
+  state.lastEventId = "";
   state.perImage = [];
   state.replaying = TERMINAL.has(job.status);
   let failures = 0;
@@ -1007,8 +1008,10 @@ function sleep(ms, signal) {
 // readEvents reads one connection of the event stream; it resolves true
 // once a terminal event arrived.
 async function readEvents(id, signal) {
+  const extra = { Accept: "text/event-stream" };
+  if (state.lastEventId) extra["Last-Event-ID"] = state.lastEventId;
   const resp = await fetch(`/v1/images/jobs/${encodeURIComponent(id)}/events`, {
-    headers: authHeaders({ Accept: "text/event-stream" }), signal, cache: "no-store",
+    headers: authHeaders(extra), signal, cache: "no-store",
   });
   if (!resp.ok) {
     let body = null;
@@ -1030,8 +1033,15 @@ async function readEvents(id, signal) {
       buf = buf.slice(cut + 2);
       const ev = parseEvent(block);
       if (!ev) continue;
-      if (ev.id !== null && ev.id <= state.lastSeq) continue;
-      if (ev.id !== null) state.lastSeq = ev.id;
+      if (ev.id !== null) {
+        const run = ev.id.split(".")[0];
+        if (state.lastEventId && run !== state.lastEventId.split(".")[0]) {
+          // Another server run replays from the start.
+          state.perImage = [];
+          logLine("log", Date.now(), "the server restarted; replaying the job's events");
+        }
+        state.lastEventId = ev.id;
+      }
       let data;
       try { data = JSON.parse(ev.data); } catch { continue; }
       const type = ev.event || data.type || "message";
@@ -1054,7 +1064,7 @@ function parseEvent(block) {
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "event") event = value;
     else if (field === "data") data.push(value);
-    else if (field === "id" && /^\d+$/.test(value)) id = Number(value);
+    else if (field === "id" && /^[a-z0-9]+\.\d+$/.test(value)) id = value;
   }
   return data.length ? { event, id, data: data.join("\n") } : null;
 }
