@@ -2,8 +2,8 @@ package jobapi
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
