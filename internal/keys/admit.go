@@ -134,14 +134,9 @@ func (s *Service) AdmitJob(ctx context.Context, id Identity, images int) (*Ticke
 		}
 		return t, nil
 	}
-	// Unlimited keys are counted too, so usage is known per key whatever
-	// the limits.
-	now := s.now()
-	if err := s.usage.Record(ctx, t.keyID, now, images); err != nil {
-		t.release()
-		return nil, fmt.Errorf("recording usage: %w", err)
-	}
-	t.reserved, t.at = images, now
+	// A key without a daily quota writes nothing here: its usage is in
+	// its job records (key, images, times), and a synchronous ledger
+	// write would put a database commit in front of every job.
 	return t, nil
 }
 

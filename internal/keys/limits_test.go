@@ -268,8 +268,10 @@ func TestQuotaRetryAfter(t *testing.T) {
 	}
 }
 
-// TestUsagePerJob: each job's images are recorded, and Done gives back
-// what it did not produce, so failed jobs cost nothing.
+// TestUsagePerJob: a key with a daily quota has each job's images
+// reserved in the ledger, and Done gives back what it did not produce, so
+// failed jobs cost nothing. A key without one writes no ledger rows (its
+// usage is in its job records), so its jobs wait for no commit.
 func TestUsagePerJob(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})
@@ -283,7 +285,11 @@ func TestUsagePerJob(t *testing.T) {
 		}
 		return n
 	}
-	for _, limits := range []keys.Limits{{ImagesPerDay: 100}, {}} {
+	for _, tc := range []struct {
+		limits              keys.Limits
+		reserved, afterJobs int
+	}{{keys.Limits{ImagesPerDay: 100}, 7, 2}, {keys.Limits{}, 0, 0}} {
+		limits := tc.limits
 		id := keys.Identity{KeyID: "aaaa1111", Limits: limits}
 		before := used()
 		ok, err := b.svc.AdmitJob(ctx, id, 3)
@@ -294,14 +300,14 @@ func TestUsagePerJob(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := used() - before; got != 7 {
-			t.Errorf("limits %+v: %d images reserved, want 7", limits, got)
+		if got := used() - before; got != tc.reserved {
+			t.Errorf("limits %+v: %d images reserved, want %d", limits, got, tc.reserved)
 		}
 		ok.Done(ctx, 2)
 		failed.Done(ctx, 0)
 		failed.Done(ctx, 0)
-		if got := used() - before; got != 2 {
-			t.Errorf("limits %+v: %d images recorded after the jobs, want 2", limits, got)
+		if got := used() - before; got != tc.afterJobs {
+			t.Errorf("limits %+v: %d images recorded after the jobs, want %d", limits, got, tc.afterJobs)
 		}
 	}
 	if _, err := b.svc.AdmitJob(ctx, keys.Identity{KeyID: "x"}, -1); err == nil {
