@@ -308,6 +308,7 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 		closeService(svc, log)
 		return err
 	}
+	srv.OnShutdown(api.Shutdown)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if o.OnListen != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/easelgw/easel/internal/blob"
@@ -147,9 +148,13 @@ type Admitter interface {
 
 // API serves the OpenAI-compatible routes.
 type API struct {
-	svc            Service
-	jobs           Jobs
-	admitter       Admitter
+	svc      Service
+	jobs     Jobs
+	admitter Admitter
+	// stopping is closed by Shutdown: job event streams end with a
+	// reconnect hint instead of holding the server's drain open.
+	stopping       chan struct{}
+	stoppingOnce   sync.Once
 	resultsTTL     time.Duration
 	signer         *blob.Signer
 	publicURL      string
@@ -260,6 +265,7 @@ func New(opts Options) (*API, error) {
 		svc:            opts.Service,
 		jobs:           opts.Jobs,
 		admitter:       opts.Admitter,
+		stopping:       make(chan struct{}),
 		resultsTTL:     opts.ResultsTTL,
 		signer:         opts.Signer,
 		publicURL:      public,
@@ -355,6 +361,13 @@ func (a *API) baseURL(r *http.Request) string {
 		}
 	}
 	return scheme + "://" + r.Host
+}
+
+// Shutdown ends the job event streams: each gets a final comment and a
+// retry hint, and its client reconnects (with Last-Event-ID) once the
+// server is back. Jobs themselves are not affected. Safe to call twice.
+func (a *API) Shutdown() {
+	a.stoppingOnce.Do(func() { close(a.stopping) })
 }
 
 // admit reserves a job under the caller's limits.

@@ -432,6 +432,10 @@ type jobEvent struct {
 	Job       *jobObject   `json:"job,omitempty"`
 }
 
+// shutdownRetryMS is the reconnect delay event streams suggest when the
+// server shuts down.
+const shutdownRetryMS = 2000
+
 type followResult struct {
 	v   *jobs.View
 	err error
@@ -511,6 +515,9 @@ func (a *API) handleJobEvents(w http.ResponseWriter, r *http.Request) {
 			if sse.comment("keep-alive") != nil {
 				return
 			}
+		case <-a.stopping:
+			_ = sse.write([]byte(": server shutting down; reconnect with Last-Event-ID\nretry: " + strconv.Itoa(shutdownRetryMS) + "\n\n"))
+			return
 		case res := <-done:
 			for {
 				select {

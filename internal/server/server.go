@@ -140,6 +140,11 @@ func (s *Server) ListenAndServe() error {
 	return s.Serve(ln)
 }
 
+// OnShutdown registers f to run when Shutdown starts, so long-lived
+// responses (event streams) can end themselves instead of holding the
+// drain open.
+func (s *Server) OnShutdown(f func()) { s.srv.RegisterOnShutdown(f) }
+
 // Shutdown stops accepting connections and waits, until ctx ends, for
 // requests in flight to finish.
 func (s *Server) Shutdown(ctx context.Context) error {

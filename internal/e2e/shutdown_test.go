@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/easelgw/easel/internal/provider/jobapi/jobapitest"
+)
+
+// TestShutdownEndsEventStreams: on SIGTERM an open job event stream ends
+// at once with a reconnect hint instead of holding the drain open, the
+// process exits promptly, and the async job it was following completes
+// after the restart.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	fake := jobapitest.New(jobapitest.Options{JobDuration: 8 * time.Second, Progress: true})
+	t.Cleanup(fake.Close)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "easel.yaml")
+	if err := os.WriteFile(cfgPath, []byte(killConfig(fake, 2, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newGateway(t, cfgPath, filepath.Join(dir, "data"), map[string]string{"EASEL_API_KEYS": testKey})
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	g.start()
+
+	img, _ := gradient(40, 30)
+	r, err := send(ctx, client, g.url(), "/v1/images/edits", testKey, "shutdown-1", asyncEdit(jobModel, "outlive a restart", img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireAPI(t, r)
+	job, err := checkAccepted(r.status, r.header, r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the upstream submit", func() bool { return len(fake.JobIDs()) > 0 })
+
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.url()+"/v1/images/jobs/"+job.ID+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 256)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	// The replay's first event arrives before the signal.
+	select {
+	case l := <-lines:
+		if !strings.HasPrefix(l, "id: ") {
+			t.Fatalf("first line %q", l)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no event before the shutdown")
+	}
+
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.stop() }()
+	sawRetry := false
+	for l := range lines {
+		if strings.HasPrefix(l, "retry: ") {
+			sawRetry = true
+		}
+	}
+	if took := time.Since(start); !sawRetry || took > 5*time.Second {
+		t.Errorf("stream ended after %s, retry hint %v; want it to end at once with one", took.Round(time.Millisecond), sawRetry)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("exit took %s with a stream open", took.Round(time.Millisecond))
+	}
+
+	g.start()
+	final := waitJob(t, &bundle{base: g.url(), raw: client}, testKey, job.ID)
+	if final.Status != "succeeded" {
+		t.Errorf("after the restart the job ended %s", final.Status)
+	}
+	if err := g.stop(); err != nil {
+		t.Error(err)
+	}
+}
