@@ -318,3 +318,28 @@ func TestServeBadConfig(t *testing.T) {
 		t.Errorf("serve with missing file = %v, want a path error", err)
 	}
 }
+
+// TestServeLocksDataDir: a second serve on a data directory in use is
+// refused at once (it would requeue the first one's running jobs), and the
+// directory is free again once the first stops.
+func TestServeLocksDataDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := map[string]string{"EASEL_DATA_DIR": dir, "EASEL_LISTEN": "127.0.0.1:0"}
+	_, _, stop := startServe(t, env, "--demo")
+	second := func() error {
+		var logs syncBuffer
+		root := NewRoot(Options{Version: "v9.9.9", Getenv: envMap(env), Stdout: io.Discard, Stderr: &logs})
+		root.SetArgs([]string{"serve", "--demo"})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		return root.ExecuteContext(ctx)
+	}
+	err := second()
+	if err == nil || !strings.Contains(err.Error(), "another easel serve is using the data directory") {
+		t.Fatalf("second serve on the same data directory: %v", err)
+	}
+	stop()
+	_, _, stop2 := startServe(t, env, "--demo")
+	stop2()
+}

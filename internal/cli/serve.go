@@ -139,6 +139,11 @@ func runServe(ctx context.Context, o *Options, f serveFlags) error {
 		closers = append(closers, stop)
 	}
 
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, unlock)
 	blobs, err := local.New(filepath.Join(cfg.DataDir, "blobs"), local.Options{NoSync: !cfg.Storage.FSync})
 	if err != nil {
 		return fmt.Errorf("opening the blob store: %w", err)

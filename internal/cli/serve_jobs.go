@@ -44,6 +44,7 @@ func newJobs(ctx context.Context, cfg *config.Config, svc *gen.Service, st *sqli
 	mgr, err := jobs.New(ctx, jobs.Options{
 		Gen:            svc,
 		Store:          st,
+		SingleProcess:  true, // the embedded SQLite file belongs to this process
 		Blobs:          blobs,
 		Backends:       backends,
 		ModelQueue:     queues,

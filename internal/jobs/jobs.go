@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
@@ -30,7 +31,6 @@ import (
 	"github.com/easelgw/easel/internal/blob"
 	"github.com/easelgw/easel/internal/gen"
 	"github.com/easelgw/easel/internal/store"
-	"github.com/easelgw/easel/internal/store/sqlite"
 	"github.com/easelgw/easel/internal/webhook"
 )
 
@@ -59,6 +59,25 @@ var (
 	ErrStopped = errors.New("job manager stopped")
 )
 
+// Store is what the manager needs of the database: the job and
+// idempotency records, and transactions on a database/sql pool that the
+// queue shares, so a record and its queue entry commit together.
+// *sqlite.Store implements it; a PostgreSQL store would too, with River's
+// database/sql driver.
+type Store interface {
+	Jobs() store.Jobs
+	Idempotency() store.Idempotency
+	// DB is the pool the queue uses.
+	DB() *sql.DB
+	// InTx runs f in one transaction, committing when it returns nil.
+	InTx(ctx context.Context, f func(*sql.Tx) error) error
+	// CreateJobTx, UpdateJobTx and ClaimTx are Jobs().Create,
+	// Jobs().Update and Idempotency().Claim inside tx.
+	CreateJobTx(ctx context.Context, tx *sql.Tx, rec *store.JobRecord) error
+	UpdateJobTx(ctx context.Context, tx *sql.Tx, id string, f func(*store.JobRecord) error) error
+	ClaimTx(ctx context.Context, tx *sql.Tx, keyID, idemKey, requestHash, jobID string, expires time.Time) (string, bool, error)
+}
+
 // Submission is what a request adds to its job besides the gen.Request.
 type Submission struct {
 	// KeyID owns the job.
@@ -84,7 +103,14 @@ type Options struct {
 	// Gen runs the jobs. Required.
 	Gen *gen.Service
 	// Store holds records, River's tables and idempotency keys. Required.
-	Store *sqlite.Store
+	Store Store
+	// Driver is River's driver on Store.DB(); nil means SQLite's.
+	Driver riverdriver.Driver[*sql.Tx]
+	// SingleProcess says this process alone uses the database (the
+	// embedded SQLite mode): queue entries left running at start belonged
+	// to a process that died and are requeued at once. Replicas sharing a
+	// database leave that to River's rescuer instead.
+	SingleProcess bool
 	// Blobs keeps input images of async jobs. Required.
 	Blobs blob.Bucket
 	// Backends maps each backend to its River worker count (its
@@ -117,7 +143,7 @@ type Options struct {
 type Manager struct {
 	opts  Options
 	gen   *gen.Service
-	st    *sqlite.Store
+	st    Store
 	log   *slog.Logger
 	river *river.Client[*sql.Tx]
 	sync  *syncWriter
@@ -174,7 +200,10 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		starting: make(map[string]chan struct{}),
 		epoch:    strings.TrimPrefix(gen.NewJobID(), "img_")[:8],
 	}
-	driver := riversqlite.New(opts.Store.DB())
+	driver := opts.Driver
+	if driver == nil {
+		driver = riversqlite.New(opts.Store.DB())
+	}
 	migrator, err := rivermigrate.New(driver, &rivermigrate.Config{Logger: quietLogger(opts.Logger)})
 	if err != nil {
 		return nil, fmt.Errorf("preparing the queue migrations: %w", err)
@@ -248,12 +277,19 @@ func (f levelFilter) WithGroup(n string) slog.Handler {
 	return levelFilter{f.Handler.WithGroup(n), f.min}
 }
 
-// StartWorkers recovers what a crash left and starts the queue. One process owns
-// the SQLite file, so any queue row still "running" belonged to a process
-// that died: it is made available at once instead of waiting for River's
-// stuck-job rescuer. (Sync jobs are recorded when they end, so a crash
-// leaves no half record of them: their client got no answer.)
+// StartWorkers recovers what a crash left and starts the queue. With
+// SingleProcess (one process owns the SQLite file) any queue row still
+// "running" belonged to a process that died: it is made available at once
+// instead of waiting for River's stuck-job rescuer. (Sync jobs are
+// recorded when they end, so a crash leaves no half record of them: their
+// client got no answer.)
 func (m *Manager) StartWorkers(ctx context.Context) error {
+	if !m.opts.SingleProcess {
+		if err := m.river.Start(ctx); err != nil {
+			return fmt.Errorf("starting the queue: %w", err)
+		}
+		return nil
+	}
 	err := m.st.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE river_job SET state = 'available' WHERE state = 'running'`)
 		if err != nil {

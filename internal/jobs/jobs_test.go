@@ -167,7 +167,7 @@ func open(t testing.TB, dir string, f *fake, sink *webhookSink, o options) *bund
 		t.Fatal(err)
 	}
 	opts := Options{
-		Gen: g, Store: st, Blobs: blobs,
+		Gen: g, Store: st, Blobs: blobs, SingleProcess: true,
 		Backends:     map[string]int{"b1": 4},
 		ModelQueue:   map[string]string{"m": "b1"},
 		AsyncTimeout: 30 * time.Second,

@@ -10,7 +10,6 @@ import (
 	"github.com/easelgw/easel/internal/blob"
 	"github.com/easelgw/easel/internal/gen"
 	"github.com/easelgw/easel/internal/store"
-	"github.com/easelgw/easel/internal/store/sqlite"
 )
 
 // Sync jobs run on the request's goroutine and answer the client
@@ -23,7 +22,7 @@ import (
 
 // syncWriter batches sync job records.
 type syncWriter struct {
-	st       *sqlite.Store
+	st       Store
 	log      *slog.Logger
 	onFinish func(*store.JobRecord)
 
@@ -43,7 +42,7 @@ const maxSyncBatch = 256
 // together; a crash loses at most this much sync history.
 const syncFlushDelay = 100 * time.Millisecond
 
-func newSyncWriter(st *sqlite.Store, log *slog.Logger, onFinish func(*store.JobRecord)) *syncWriter {
+func newSyncWriter(st Store, log *slog.Logger, onFinish func(*store.JobRecord)) *syncWriter {
 	w := &syncWriter{
 		st:       st,
 		log:      log,
