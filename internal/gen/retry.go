@@ -3,6 +3,7 @@ package gen
 import (
 	"context"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -16,10 +17,23 @@ import (
 // smallest Retry-After the round was given, else a full-jitter backoff. A
 // Retry-After beyond MaxRetryAfter, or a wait beyond the job's deadline,
 // ends the call at once with that error so the client can retry later.
+//
+// A Patient request (an async job, whose client is not waiting on a
+// connection) keeps trying until its deadline instead: any Retry-After that
+// fits in the time left is waited out, the backoff grows to patientCap, and
+// each wait is announced as a log event.
 func (r *run) generate(ctx context.Context, c callSpec) (*provider.Result, error) {
 	opts := r.s.opts
+	attempts, maxRetryAfter, backoffCap := opts.Attempts, opts.MaxRetryAfter, opts.BackoffCap
+	if r.req.Patient {
+		attempts = math.MaxInt
+		backoffCap = max(backoffCap, patientCap)
+		if dl, ok := ctx.Deadline(); ok {
+			maxRetryAfter = max(maxRetryAfter, time.Until(dl))
+		}
+	}
 	var last, tooLong *provider.Error
-	for round := range opts.Attempts {
+	for round := range attempts {
 		var retryAfter time.Duration
 		for _, b := range r.m.backends {
 			res, err := r.try(ctx, b, c)
@@ -36,7 +50,7 @@ func (r *run) generate(ctx context.Context, c callSpec) (*provider.Result, error
 			r.log.Debug("upstream call not started; will fail over or retry",
 				slog.String("backend", b.Name), slog.Int("round", round+1), slog.Any("err", pe))
 			last = pe
-			if pe.RetryAfter > opts.MaxRetryAfter {
+			if pe.RetryAfter > maxRetryAfter {
 				tooLong = pe
 				continue
 			}
@@ -47,15 +61,19 @@ func (r *run) generate(ctx context.Context, c callSpec) (*provider.Result, error
 		if tooLong != nil {
 			return nil, tooLong
 		}
-		if round == opts.Attempts-1 {
+		if round == attempts-1 {
 			break
 		}
 		wait := retryAfter
 		if wait == 0 {
-			wait = backoff(opts.BackoffBase, opts.BackoffCap, round)
+			wait = backoff(opts.BackoffBase, backoffCap, round)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return nil, last
+		}
+		if r.req.Patient {
+			r.job.Publish(provider.Event{Type: provider.EventLog, Index: c.index,
+				Message: "the backend did not take the work (" + last.Message + "); trying again in " + seconds(wait.Round(time.Second))}, nil)
 		}
 		if err := sleep(ctx, wait); err != nil {
 			return nil, err
@@ -63,6 +81,10 @@ func (r *run) generate(ctx context.Context, c callSpec) (*provider.Result, error
 	}
 	return nil, last
 }
+
+// patientCap is the longest backoff between the attempts of a Patient
+// job: a down upstream is asked about twice a minute, not hammered.
+const patientCap = 30 * time.Second
 
 // backoff is full jitter: uniform in [0, min(cap, base*2^round)].
 func backoff(base, cap time.Duration, round int) time.Duration {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -415,6 +416,41 @@ func TestRetryAfter(t *testing.T) {
 		}
 		if calls, _, _ := fake.stats(); calls != 1 {
 			t.Fatalf("%d calls", calls)
+		}
+	})
+	t.Run("patient waits out a long Retry-After", func(t *testing.T) {
+		t.Parallel()
+		// Two refusals whose Retry-After exceeds MaxRetryAfter, then the
+		// work is taken: a patient job waits and succeeds where a normal
+		// one fails at once.
+		ra := 300 * time.Millisecond
+		fake := newFake(basicCaps, func(ctx context.Context, call int, req *provider.Request, emit func(provider.Event)) (*provider.Result, error) {
+			if call < 2 {
+				return nil, notStarted(provider.KindRateLimited, ra)
+			}
+			return okResult(req), nil
+		})
+		b := setup(t, one("a", fake), func(o *Options) { o.MaxRetryAfter = 50 * time.Millisecond; o.Attempts = 1 })
+		req := genReq(1)
+		req.Patient = true
+		start := time.Now()
+		job, snap := runJob(t, b.svc, context.Background(), req)
+		if snap.Status != StatusSucceeded {
+			t.Fatalf("status %s err %+v", snap.Status, snap.Err)
+		}
+		if took := time.Since(start); took < 2*ra {
+			t.Errorf("succeeded after %s, before the two Retry-Afters (%s each)", took, ra)
+		}
+		past, _, stop := job.Subscribe()
+		stop()
+		logs := 0
+		for _, ev := range past {
+			if ev.Type == provider.EventLog && strings.Contains(ev.Message, "trying again in") {
+				logs++
+			}
+		}
+		if logs != 2 {
+			t.Errorf("%d retry announcements, want 2", logs)
 		}
 	})
 	t.Run("beyond deadline fails fast", func(t *testing.T) {

@@ -74,6 +74,11 @@ type Request struct {
 	// Subscribe then returns a subscription made before the job ran, so
 	// even previews of a job faster than the caller reach it.
 	Stream bool
+	// Patient keeps retrying work the upstream did not start (busy,
+	// rate limited, unreachable) until the job's deadline, waiting out any
+	// Retry-After that fits, instead of giving up after Attempts: for
+	// async jobs, whose client is not holding a connection.
+	Patient bool
 	// Timeout, when positive, replaces Options.JobTimeout for this job
 	// (async jobs may take longer than a client holds a connection).
 	Timeout time.Duration

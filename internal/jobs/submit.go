@@ -175,6 +175,7 @@ func (m *Manager) work(ctx context.Context, id string) error {
 	}
 	req.Resume = rs.Points
 	req.Timeout = m.opts.AsyncTimeout
+	req.Patient = true
 
 	job, err := m.gen.Start(ctx, req)
 	if err != nil {
