@@ -129,9 +129,6 @@ type Options struct {
 	WebhookSecret func(ctx context.Context, keyID string) (string, error)
 	// WebhookData renders a finished job for its webhook payload.
 	WebhookData func(rec *store.JobRecord) any
-	// OnFinish is called once when a job this process ran has ended, with
-	// its final record (usage and limit accounting).
-	OnFinish func(rec *store.JobRecord)
 	// FetchPoll is River's fallback poll interval; default 1s (new jobs
 	// are noticed through the queue's notifications sooner).
 	FetchPoll time.Duration
@@ -246,7 +243,7 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the queue client: %w", err)
 	}
-	m.sync = newSyncWriter(opts.Store, opts.Logger, opts.OnFinish)
+	m.sync = newSyncWriter(opts.Store, opts.Logger)
 	return m, nil
 }
 

@@ -300,7 +300,8 @@ func (m *Manager) failRecord(ctx context.Context, id string, kind provider.Error
 	})
 }
 
-// ended runs the end-of-job hooks of a record this process finished.
+// ended returns the admission of a record this process finished, with
+// the images it produced.
 func (m *Manager) ended(rec *store.JobRecord) {
 	n := 0
 	for _, img := range rec.Images {
@@ -309,9 +310,6 @@ func (m *Manager) ended(rec *store.JobRecord) {
 		}
 	}
 	m.released(rec.ID, n)
-	if m.opts.OnFinish != nil {
-		m.opts.OnFinish(rec)
-	}
 }
 
 // released returns a job's admission (limits) with what it produced.

@@ -22,9 +22,8 @@ import (
 
 // syncWriter batches sync job records.
 type syncWriter struct {
-	st       Store
-	log      *slog.Logger
-	onFinish func(*store.JobRecord)
+	st  Store
+	log *slog.Logger
 
 	mu      sync.Mutex
 	pending map[string]*store.JobRecord // running or not yet written
@@ -42,15 +41,14 @@ const maxSyncBatch = 256
 // together; a crash loses at most this much sync history.
 const syncFlushDelay = 100 * time.Millisecond
 
-func newSyncWriter(st Store, log *slog.Logger, onFinish func(*store.JobRecord)) *syncWriter {
+func newSyncWriter(st Store, log *slog.Logger) *syncWriter {
 	w := &syncWriter{
-		st:       st,
-		log:      log,
-		onFinish: onFinish,
-		pending:  make(map[string]*store.JobRecord),
-		wake:     make(chan struct{}, 1),
-		closing:  make(chan struct{}),
-		done:     make(chan struct{}),
+		st:      st,
+		log:     log,
+		pending: make(map[string]*store.JobRecord),
+		wake:    make(chan struct{}, 1),
+		closing: make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	go w.loop()
 	return w
@@ -168,12 +166,6 @@ func (w *syncWriter) write(batch []*store.JobRecord) {
 	})
 	if err != nil {
 		w.log.Error("recording finished sync jobs failed", slog.Int("jobs", len(batch)), slog.Any("err", err))
-		return
-	}
-	if w.onFinish != nil {
-		for _, rec := range batch {
-			w.onFinish(rec)
-		}
 	}
 }
 
