@@ -65,18 +65,23 @@ func (m *Manager) record(ctx context.Context, id, keyID string) (*store.JobRecor
 
 // view lays the live state over rec.
 func (m *Manager) view(rec *store.JobRecord) *View {
-	v := &View{Record: rec}
-	v.Request, _ = decodeRequest(rec)
 	if job, ok := m.gen.Get(rec.ID); ok && !store.Finished(rec.Status) {
+		v := &View{Record: rec}
+		v.Request, _ = decodeRequest(rec)
 		snap := job.Snapshot()
 		applySnapshot(rec, snap)
 		v.Live = !snap.Status.Terminal()
 		v.Progress = progressOf(snap.N, snap.Images, snap.Progress)
-		if snap.Status.Terminal() && !store.Finished(rec.Status) {
-			rec.Status = string(snap.Status)
-		}
 		return v
 	}
+	return RecordView(rec)
+}
+
+// RecordView is a job as its record alone tells it, with no live state:
+// what a webhook or a job another process ran shows.
+func RecordView(rec *store.JobRecord) *View {
+	v := &View{Record: rec}
+	v.Request, _ = decodeRequest(rec)
 	var imgs []gen.StoredImage
 	for _, img := range rec.Images {
 		imgs = append(imgs, gen.StoredImage{Key: img.Key})

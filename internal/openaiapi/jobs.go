@@ -230,24 +230,12 @@ type jobLinks struct {
 // result URLs on the base the job was submitted to (or the configured
 // public URL); webhooks carry it.
 func (a *API) JobObject(rec *store.JobRecord) any {
-	v := &jobs.View{Record: rec}
-	v.Request, _ = jobsRequest(rec)
-	var base string
-	if a.publicURL != "" {
-		base = a.publicURL
-	} else if r, err := jobsRequest(rec); err == nil {
-		base = r.BaseURL
+	v := jobs.RecordView(rec)
+	base := a.publicURL
+	if base == "" {
+		base = v.Request.BaseURL
 	}
 	return a.jobObject(v, base, "url")
-}
-
-func jobsRequest(rec *store.JobRecord) (jobs.Request, error) {
-	var r jobs.Request
-	if len(rec.Request) == 0 {
-		return r, nil
-	}
-	err := json.Unmarshal(rec.Request, &r)
-	return r, err
 }
 
 func (a *API) jobObject(v *jobs.View, base, format string) jobObject {
@@ -268,11 +256,6 @@ func (a *API) jobObject(v *jobs.View, base, format string) jobObject {
 	}
 	if o.Kind == "" {
 		o.Kind = string(provider.KindGenerate)
-	}
-	if o.Prompt == "" && len(rec.Request) > 0 {
-		if r, err := jobsRequest(rec); err == nil {
-			o.Kind, o.Prompt = string(r.Kind), r.Prompt
-		}
 	}
 	if rec.Width > 0 && rec.Height > 0 {
 		o.Size = strconv.Itoa(rec.Width) + "x" + strconv.Itoa(rec.Height)
