@@ -13,9 +13,6 @@ import (
 type idempotency struct{ s *Store }
 
 func (i idempotency) Claim(ctx context.Context, keyID, idemKey, requestHash, jobID string, expires time.Time) (string, bool, error) {
-	if idemKey == "" || jobID == "" {
-		return "", false, fmt.Errorf("claiming idempotency key: key and job id are required: %w", store.ErrInvalid)
-	}
 	var existing string
 	var conflict bool
 	err := i.s.inTx(ctx, func(tx *sql.Tx) error {
@@ -31,6 +28,9 @@ func (i idempotency) Claim(ctx context.Context, keyID, idemKey, requestHash, job
 
 // claim is Claim inside the caller's transaction.
 func claim(ctx context.Context, tx *sql.Tx, now time.Time, keyID, idemKey, requestHash, jobID string, expires time.Time) (existing string, conflict bool, err error) {
+	if idemKey == "" || jobID == "" {
+		return "", false, fmt.Errorf("key and job id are required: %w", store.ErrInvalid)
+	}
 	var hash, job string
 	var exp int64
 	err = tx.QueryRowContext(ctx, `SELECT request_hash, job_id, expires_ms FROM idempotency

@@ -178,9 +178,6 @@ func (s *Store) UpdateJobTx(ctx context.Context, tx *sql.Tx, id string, f func(*
 // claimed key, its job record and the job's queue entry commit together:
 // a crash can never leave a key pointing at a job that does not exist.
 func (s *Store) ClaimTx(ctx context.Context, tx *sql.Tx, keyID, idemKey, requestHash, jobID string, expires time.Time) (existingJobID string, conflict bool, err error) {
-	if idemKey == "" || jobID == "" {
-		return "", false, fmt.Errorf("claiming idempotency key: key and job id are required: %w", store.ErrInvalid)
-	}
 	existingJobID, conflict, err = claim(ctx, tx, s.now(), keyID, idemKey, requestHash, jobID, expires)
 	if err != nil {
 		return "", false, fmt.Errorf("claiming idempotency key: %w", err)
