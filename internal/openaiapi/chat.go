@@ -25,9 +25,7 @@ type chatParams struct {
 	ImageURLs    []string
 	Stream       bool
 	IncludeUsage bool
-	// Async and WebhookURL: see imageParams.
-	Async      bool
-	WebhookURL string
+	asyncFields
 }
 
 var (
@@ -53,10 +51,7 @@ func (a *API) decodeChat(body []byte) (*chatParams, *apiError) {
 	if p.Stream, _, e = o.boolean("stream", "stream"); e != nil {
 		return nil, e
 	}
-	if p.Async, _, e = o.boolean("async", "async"); e != nil {
-		return nil, e
-	}
-	if p.WebhookURL, e = webhookParam(o); e != nil {
+	if e := p.asyncFields.decode(o); e != nil {
 		return nil, e
 	}
 	if raw, ok := o["stream_options"]; ok {

@@ -39,10 +39,7 @@ type imageParams struct {
 	AspectRatio    string
 	Stream         bool
 	PartialImages  int
-	// Async asks for a 202 and a job to follow (easel extension).
-	Async bool
-	// WebhookURL is told when an async job ends (easel extension).
-	WebhookURL string
+	asyncFields
 }
 
 // generationsKeys are the body keys easel reads; everything else is
@@ -163,10 +160,7 @@ func (a *API) imageParamsFrom(o object) (*imageParams, *apiError) {
 	} else if ok {
 		p.PartialImages = int(pi)
 	}
-	if p.Async, _, e = o.boolean("async", "async"); e != nil {
-		return nil, e
-	}
-	if p.WebhookURL, e = webhookParam(o); e != nil {
+	if e := p.asyncFields.decode(o); e != nil {
 		return nil, e
 	}
 	return p, nil

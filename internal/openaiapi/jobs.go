@@ -39,6 +39,24 @@ var errIdempotencyReused = &apiError{Status: http.StatusUnprocessableEntity, Typ
 // maxWebhookURL bounds a webhook_url.
 const maxWebhookURL = 2048
 
+// asyncFields are the extension fields of every job-starting request.
+type asyncFields struct {
+	// Async asks for a 202 and a job to follow.
+	Async bool
+	// WebhookURL is told when an async job ends.
+	WebhookURL string
+}
+
+// decode reads async and webhook_url from a request body.
+func (f *asyncFields) decode(o object) *apiError {
+	var e *apiError
+	if f.Async, _, e = o.boolean("async", "async"); e != nil {
+		return e
+	}
+	f.WebhookURL, e = webhookParam(o)
+	return e
+}
+
 // webhookParam reads and checks the webhook_url extension field. Where it
 // may point (private networks, ports) is checked at delivery, by the same
 // guard as image URLs.
