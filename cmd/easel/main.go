@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -25,10 +24,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := cli.NewRoot(cli.Options{Version: version}).ExecuteContext(ctx)
+	code := cli.Run(ctx, version, nil)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "easel:", err)
-		os.Exit(cli.ExitCode(err))
-	}
+	os.Exit(code)
 }

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 )
 
 // Exit codes of easel commands. They let scripts tell a mistake in the
@@ -81,4 +83,20 @@ func usageError(err error) error {
 // usageErrorf formats a command-line mistake (exit code 2).
 func usageErrorf(format string, args ...any) error {
 	return usageError(fmt.Errorf(format, args...))
+}
+
+// Run runs the easel command tree with args (nil: the process's own
+// arguments) until ctx ends, prints a failure on stderr and returns the
+// process exit code. cmd/easel and the tests that re-run their own binary
+// as easel share it.
+func Run(ctx context.Context, version string, args []string) int {
+	root := NewRoot(Options{Version: version})
+	if args != nil {
+		root.SetArgs(args)
+	}
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "easel:", err)
+	}
+	return ExitCode(err)
 }

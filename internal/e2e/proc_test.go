@@ -48,13 +48,7 @@ func gatewayMain() int {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		stop()
 	}()
-	root := cli.NewRoot(cli.Options{Version: "v0.0.0-e2e"})
-	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "easel:", err)
-	}
-	return cli.ExitCode(err)
+	return cli.Run(ctx, "v0.0.0-e2e", args)
 }
 
 // gateway is easel running as a child process on a fixed configuration
