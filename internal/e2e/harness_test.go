@@ -23,6 +23,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/easelgw/easel/internal/cli"
+	"github.com/easelgw/easel/internal/logbuf"
 	"github.com/easelgw/easel/internal/provider/gradio/gradiotest"
 )
 
@@ -457,22 +458,7 @@ func (b *teeBody) Read(p []byte) (int, error) {
 func (b *teeBody) Close() error { return b.rc.Close() }
 
 // syncBuffer collects the server log from concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer struct{ logbuf.Buffer }
 
 // tail is the end of the log, enough to diagnose a failure.
 func (s *syncBuffer) tail() string {

@@ -24,6 +24,7 @@ import (
 	"github.com/easelgw/easel/internal/blob"
 	"github.com/easelgw/easel/internal/blob/local"
 	"github.com/easelgw/easel/internal/gen"
+	"github.com/easelgw/easel/internal/logbuf"
 	"github.com/easelgw/easel/internal/netguard"
 	"github.com/easelgw/easel/internal/openaiapi"
 	"github.com/easelgw/easel/internal/provider"
@@ -235,22 +236,8 @@ func (refusingResolver) LookupNetIP(ctx context.Context, network, host string) (
 	return nil, errors.New("test resolver: no DNS")
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a server log from concurrent writers.
+type syncBuffer = logbuf.Buffer
 
 func setup(t testing.TB, so ...setupOpts) *bundle {
 	t.Helper()

@@ -20,6 +20,7 @@ import (
 	"github.com/easelgw/easel/internal/blob"
 	"github.com/easelgw/easel/internal/blob/local"
 	"github.com/easelgw/easel/internal/config"
+	"github.com/easelgw/easel/internal/logbuf"
 	"github.com/easelgw/easel/internal/store"
 	"github.com/easelgw/easel/internal/store/sqlite"
 )
@@ -566,23 +567,8 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the Run goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects a server log from concurrent writers.
+type syncBuffer = logbuf.Buffer
 
 func TestRunSweepsAtStartAndOnInterval(t *testing.T) {
 	t.Parallel()

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,12 +12,12 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/easelgw/easel/internal/logbuf"
 	"github.com/easelgw/easel/internal/server"
 )
 
@@ -32,22 +31,8 @@ func keyID(k string) string {
 	return hex.EncodeToString(d[:])[:12]
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a server log from concurrent writers.
+type syncBuffer = logbuf.Buffer
 
 // echo answers with the ids the middleware put in the context.
 func echo() http.Handler {

@@ -14,11 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/easelgw/easel/internal/cli"
+	"github.com/easelgw/easel/internal/logbuf"
 	"github.com/easelgw/easel/internal/provider/gradio/gradiotest"
 )
 
@@ -117,23 +117,8 @@ func brokenEndpoints() []gradiotest.Endpoint {
 	return eps
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects a server log from concurrent writers.
+type syncBuffer = logbuf.Buffer
 
 // startServe runs `easel serve --demo` in-process with the given config
 // file and returns its base URL and log.
