@@ -64,6 +64,20 @@ func (b Behavior) steps(ctx context.Context, c *Call, requested float64) error {
 	return nil
 }
 
+// draw is the end of every text-to-image shape: pick the seed, report
+// the steps, then render a w×h image for it.
+func (b Behavior) draw(ctx context.Context, c *Call, w, h int, steps, seed float64, randomize bool) (FileData, int64, error) {
+	s := seedFor(seed, randomize)
+	if err := b.steps(ctx, c, steps); err != nil {
+		return FileData{}, 0, err
+	}
+	fd, err := c.Image(w, h, s, b.format())
+	if err != nil {
+		return FileData{}, 0, err
+	}
+	return fd, s, nil
+}
+
 // seedFor returns the seed an event uses: a fresh random one when asked to
 // randomize, else the given one.
 func seedFor(seed float64, randomize bool) int64 {
@@ -119,11 +133,7 @@ func ZImageTurbo(b Behavior) []Endpoint {
 		if err != nil {
 			return nil, err
 		}
-		s := seedFor(sd, rnd)
-		if err := b.steps(ctx, c, n); err != nil {
-			return nil, err
-		}
-		fd, err := c.Image(int(w), int(h), s, b.format())
+		fd, s, err := b.draw(ctx, c, int(w), int(h), n, sd, rnd)
 		if err != nil {
 			return nil, err
 		}
@@ -199,11 +209,7 @@ func ZImageOfficial(b Behavior) []Endpoint {
 		if err != nil {
 			return nil, err
 		}
-		s := seedFor(sd, rnd)
-		if err := b.steps(ctx, c, n); err != nil {
-			return nil, err
-		}
-		fd, err := c.Image(w, h, s, b.format())
+		fd, s, err := b.draw(ctx, c, w, h, n, sd, rnd)
 		if err != nil {
 			return nil, err
 		}
@@ -267,11 +273,7 @@ func FluxSchnell(b Behavior) []Endpoint {
 		if err != nil {
 			return nil, err
 		}
-		s := seedFor(sd, rnd)
-		if err := b.steps(ctx, c, n); err != nil {
-			return nil, err
-		}
-		fd, err := c.Image(int(w), int(h), s, b.format())
+		fd, s, err := b.draw(ctx, c, int(w), int(h), n, sd, rnd)
 		if err != nil {
 			return nil, err
 		}
