@@ -308,14 +308,11 @@ func (a *API) jobObject(v *jobs.View, base, format string) jobObject {
 // recordError turns a stored job error back into the provider error it
 // was.
 func recordError(je *store.JobError) *provider.Error {
-	pe := &provider.Error{Kind: provider.KindUpstream, Message: je.Message, RetryAfter: time.Duration(je.RetryAfterMS) * time.Millisecond}
-	for k := provider.KindUpstream; k <= provider.KindConfig; k++ {
-		if k.String() == je.Kind {
-			pe.Kind = k
-			break
-		}
+	kind, ok := provider.ParseErrorKind(je.Kind)
+	if !ok {
+		kind = provider.KindUpstream
 	}
-	return pe
+	return &provider.Error{Kind: kind, Message: je.Message, RetryAfter: time.Duration(je.RetryAfterMS) * time.Millisecond}
 }
 
 // jobsError maps the job manager's lookups.

@@ -52,6 +52,17 @@ func (k ErrorKind) String() string {
 	return fmt.Sprintf("kind(%d)", int(k))
 }
 
+// ParseErrorKind is the inverse of ErrorKind.String, for kinds stored as
+// text (job records).
+func ParseErrorKind(s string) (ErrorKind, bool) {
+	for k := KindUpstream; k <= KindConfig; k++ {
+		if k.String() == s {
+			return k, true
+		}
+	}
+	return KindUpstream, false
+}
+
 // Error is the typed error every provider returns.
 type Error struct {
 	Kind ErrorKind
