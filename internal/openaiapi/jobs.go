@@ -168,15 +168,11 @@ func (a *API) submitAsync(w http.ResponseWriter, r *http.Request, req *gen.Reque
 	// The job now owns its admission; a replay's own reservation is
 	// given back, since it runs nothing new.
 	accepted = !replayed
-	v, err := a.jobs.Get(ctx, rec.ID, sub.KeyID)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
 	// The 202 shows the job as it was accepted, whatever a fast worker
 	// has done since, so a replay answers exactly what the first request
-	// got; the job's links tell its current state.
-	v = acceptedView(v)
+	// got; the job's links tell its current state. Submit's record is all
+	// that takes: no second read.
+	v := acceptedView(jobs.RecordView(rec))
 	h := w.Header()
 	h.Set("Location", jobPath(rec.ID))
 	h.Set("X-Easel-Job-Id", rec.ID)
