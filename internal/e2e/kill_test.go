@@ -643,29 +643,7 @@ func TestKillEventsReplay(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), eventsBudget)
 	defer cancel()
-	fake := jobapitest.New(jobapitest.Options{JobDuration: eventsJobDuration, Progress: true})
-	t.Cleanup(fake.Close)
-	dir := t.TempDir()
-	dataDir := filepath.Join(dir, "data")
-	cfgPath := filepath.Join(dir, "easel.yaml")
-	if err := os.WriteFile(cfgPath, []byte(killConfig(fake, 2, "")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := newGateway(t, cfgPath, dataDir, map[string]string{"EASEL_API_KEYS": testKey})
-	client := &http.Client{}
-	defer client.CloseIdleConnections()
-	g.start()
-
-	img, _ := gradient(48, 32)
-	r, err := send(ctx, client, g.url(), "/v1/images/edits", testKey, "events-replay", asyncEdit(jobModel, "events across a restart", img))
-	if err != nil {
-		t.Fatal(err)
-	}
-	requireAPI(t, r)
-	job, err := checkAccepted(r.status, r.header, r.body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake, g, client, job := oneAsyncJob(ctx, t, eventsJobDuration, "events-replay", "events across a restart")
 
 	// Open the stream once the job runs upstream (the fake has its
 	// submit): the replay must still start with the job's queued event.
@@ -845,6 +823,34 @@ func checkEventStream(t *testing.T, id string, evs []sseEvent, complete bool) {
 	if !complete && terminals != 0 {
 		t.Errorf("terminal event before the end: %v", eventTypes(evs))
 	}
+}
+
+// oneAsyncJob starts a gateway subprocess on a job-API fake whose jobs take
+// d, and submits one async edit; the caller stops the gateway.
+func oneAsyncJob(ctx context.Context, t *testing.T, d time.Duration, idemKey, prompt string) (*jobapitest.Server, *gateway, *http.Client, *jobObject) {
+	t.Helper()
+	fake := jobapitest.New(jobapitest.Options{JobDuration: d, Progress: true})
+	t.Cleanup(fake.Close)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "easel.yaml")
+	if err := os.WriteFile(cfgPath, []byte(killConfig(fake, 2, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := newGateway(t, cfgPath, filepath.Join(dir, "data"), map[string]string{"EASEL_API_KEYS": testKey})
+	client := &http.Client{}
+	t.Cleanup(client.CloseIdleConnections)
+	g.start()
+	img, _ := gradient(48, 32)
+	r, err := send(ctx, client, g.url(), "/v1/images/edits", testKey, idemKey, asyncEdit(jobModel, prompt, img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireAPI(t, r)
+	job, err := checkAccepted(r.status, r.header, r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fake, g, client, job
 }
 
 // hookReceiver is a webhook endpoint on loopback that records every

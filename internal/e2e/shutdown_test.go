@@ -4,13 +4,9 @@ import (
 	"bufio"
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/easelgw/easel/internal/provider/jobapi/jobapitest"
 )
 
 // TestShutdownEndsEventStreams: on SIGTERM an open job event stream ends
@@ -21,28 +17,7 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	fake := jobapitest.New(jobapitest.Options{JobDuration: 8 * time.Second, Progress: true})
-	t.Cleanup(fake.Close)
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "easel.yaml")
-	if err := os.WriteFile(cfgPath, []byte(killConfig(fake, 2, "")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := newGateway(t, cfgPath, filepath.Join(dir, "data"), map[string]string{"EASEL_API_KEYS": testKey})
-	client := &http.Client{}
-	defer client.CloseIdleConnections()
-	g.start()
-
-	img, _ := gradient(40, 30)
-	r, err := send(ctx, client, g.url(), "/v1/images/edits", testKey, "shutdown-1", asyncEdit(jobModel, "outlive a restart", img))
-	if err != nil {
-		t.Fatal(err)
-	}
-	requireAPI(t, r)
-	job, err := checkAccepted(r.status, r.header, r.body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake, g, client, job := oneAsyncJob(ctx, t, 8*time.Second, "shutdown-1", "outlive a restart")
 	waitFor(t, 20*time.Second, "the upstream submit", func() bool { return len(fake.JobIDs()) > 0 })
 
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.url()+"/v1/images/jobs/"+job.ID+"/events", nil)
